@@ -1,0 +1,83 @@
+"""Internal work items and results, shared by the gateway, trainer and sampler.
+
+The gateway converts wire types (JSON bodies, protobuf) into these at one boundary; the trainer and
+the sampler never see the wire.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int = 32
+    seed: int | None = None
+    train_attn: bool = True
+    train_mlp: bool = True
+    train_unembed: bool = True
+
+
+@dataclass(frozen=True)
+class AdamStep:
+    learning_rate: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-12
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0
+
+
+@dataclass
+class TrainDatum:
+    tokens: np.ndarray  # int64 [N]: the model input
+    # every loss_fn_input as sent, decoded: target_tokens int64 [N] or [N, K], floats float32
+    inputs: dict[str, np.ndarray]
+
+
+@dataclass
+class ForwardBackwardWork:
+    data: list[TrainDatum]
+    loss_fn: str
+    loss_config: dict[str, float]
+    forward_only: bool
+
+
+@dataclass
+class ForwardBackwardResult:
+    logprobs: list[np.ndarray]  # per datum, float32, shaped like its target_tokens
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SampleWork:
+    prompt: list[int]
+    num_samples: int = 1
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    seed: int | None = None
+    # None: stop at the model's end-of-sequence tokens; an empty tuple disables every stop
+    stop_strings: tuple[str, ...] | None = None
+    stop_tokens: tuple[int, ...] | None = None
+    prompt_logprobs: bool = False
+    topk_prompt_logprobs: int = 0
+
+
+@dataclass
+class SampledSequence:
+    tokens: list[int]
+    logprobs: list[float]
+    stop_reason: Literal["stop", "length"]
+
+
+@dataclass
+class SampleResult:
+    sequences: list[SampledSequence]
+    # one per prompt position; position 0 has none (NaN)
+    prompt_logprobs: np.ndarray | None = None
+    # [len(prompt), k] ids and logprobs; row 0 is padding
+    topk_prompt_ids: np.ndarray | None = None
+    topk_prompt_logprobs: np.ndarray | None = None

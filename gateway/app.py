@@ -1,0 +1,42 @@
+"""The FastAPI application: routes, error handling, and the service's lifetime."""
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gateway.errors import UserError
+from gateway.routes import futures, rest, sampling, session, training
+from gateway.service import Service, Settings
+from losses.types import LossInputError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service = Service(settings, asyncio.get_running_loop())
+        app.state.service = service
+        service.start()
+        log.info("anvil serving %s from %s", ", ".join(service.registry.names()), settings.data_dir)
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="anvil", lifespan=lifespan)
+    for module in (session, training, sampling, futures, rest):
+        app.include_router(module.router)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(LossInputError)
+    async def loss_input_error(request: Request, exc: LossInputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    return app

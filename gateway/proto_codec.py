@@ -1,0 +1,132 @@
+"""The protobuf side of the wire: forward_backward requests in, fwd/bwd and sample results out.
+
+The schema is the SDK's own generated module, so it cannot drift from what the client sends.
+"""
+
+import numpy as np
+import zstandard
+from tinker.proto import tinker_public_pb2 as pb
+
+from anvil.types import ForwardBackwardResult, SampleResult
+from gateway.errors import UserError
+
+_NUMPY_DTYPE = {pb.DTYPE_FLOAT32: np.float32, pb.DTYPE_INT64: np.int64, pb.DTYPE_INT32: np.int32}
+# decompressed forward_backward bodies larger than this are refused
+MAX_REQUEST_BYTES = 1 << 30
+
+
+def parse_forward_backward(body: bytes, content_encoding: str | None) -> pb.ForwardBackwardRequest:
+    if content_encoding and "zstd" in content_encoding.lower():
+        try:
+            body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_REQUEST_BYTES)
+        except zstandard.ZstdError as exc:
+            raise UserError(f"forward_backward body is not a valid zstd frame: {exc}") from None
+    message = pb.ForwardBackwardRequest()
+    try:
+        message.ParseFromString(body)
+    except Exception as exc:  # protobuf raises DecodeError, sometimes other errors, on garbage
+        raise UserError(f"forward_backward body is not a valid ForwardBackwardRequest protobuf: {exc}") from None
+    if not message.model_id:
+        raise UserError("forward_backward request has no model_id (is the body a ForwardBackwardRequest protobuf?)")
+    return message
+
+
+def datum_tokens(datum: pb.Datum, where: str) -> np.ndarray:
+    """The datum's model input as int64 tokens; only text chunks can be trained on."""
+    pieces = []
+    for j, chunk in enumerate(datum.model_input):
+        kind = chunk.WhichOneof("chunk")
+        if kind != "encoded_text":
+            raise UserError(f"{where}.model_input.chunks[{j}] is a {kind} chunk; only encoded_text is supported")
+        tokens = np.frombuffer(chunk.encoded_text.tokens, dtype="<i4")
+        if tokens.size == 0:
+            raise UserError(f"{where}.model_input.chunks[{j}] is empty")
+        pieces.append(tokens.astype(np.int64))
+    if not pieces:
+        raise UserError(f"{where}.model_input is empty")
+    return np.concatenate(pieces)
+
+
+def tensor_to_numpy(tensor: pb.Tensor, where: str) -> np.ndarray:
+    dtype = _NUMPY_DTYPE.get(tensor.dtype)
+    if dtype is None:
+        raise UserError(f"{where} has unsupported dtype {pb.DType.Name(tensor.dtype)}")
+    shape = list(tensor.shape)
+    try:
+        if tensor.WhichOneof("encoding") == "sparse_csr":
+            array = _csr_to_dense(tensor.sparse_csr, dtype, shape)
+        else:
+            array = np.frombuffer(tensor.dense, dtype=np.dtype(dtype).newbyteorder("<"))
+            array = array.reshape(shape) if shape else array
+    except ValueError as exc:
+        raise UserError(f"{where}: data does not match its shape {shape}: {exc}") from None
+    return array.astype(np.int64 if dtype == np.int32 else dtype)
+
+
+def _csr_to_dense(csr: pb.SparseCsr, dtype, shape: list[int]) -> np.ndarray:
+    if len(shape) != 2:
+        raise ValueError("a sparse_csr tensor needs a 2-D shape")
+    values = np.frombuffer(csr.values, dtype=np.dtype(dtype).newbyteorder("<"))
+    crow = np.frombuffer(csr.crow_indices, dtype="<i8")
+    col = np.frombuffer(csr.col_indices, dtype="<i8")
+    rows, cols = shape
+    if len(crow) != rows + 1 or len(col) != len(values) or (len(col) and (col.min() < 0 or col.max() >= cols)):
+        raise ValueError("inconsistent CSR indices")
+    dense = np.zeros(shape, dtype=dtype)
+    row_of = np.repeat(np.arange(rows), np.diff(crow))
+    dense[row_of, col] = values
+    return dense
+
+
+def loss_config(message: pb.ForwardBackwardRequest) -> dict[str, float]:
+    """The loss config, from the v2 map when the client sent it (it also carries strings)."""
+    if message.loss_fn_config_v2:
+        config = {}
+        for key, value in message.loss_fn_config_v2.items():
+            if value.WhichOneof("value") != "number":
+                raise UserError(f"loss_fn_config[{key!r}] must be a number, got text {value.text!r}")
+            config[key] = value.number
+        return config
+    return dict(message.loss_fn_config)
+
+
+def forward_backward_output(result: ForwardBackwardResult) -> pb.ForwardBackwardOutput:
+    """One ArrayRecord per run of datums with the same trailing shape ((N,) or (N, K))."""
+    output = pb.ForwardBackwardOutput(loss_fn_output_type="ArrayRecord")
+    for key, value in result.metrics.items():
+        output.metrics[key] = float(value)
+    runs: list[list[np.ndarray]] = []
+    for lp in result.logprobs:
+        if runs and runs[-1][0].shape[1:] == lp.shape[1:]:
+            runs[-1].append(lp)
+        else:
+            runs.append([lp])
+    for run in runs:
+        record = output.loss_fn_outputs.add(type_tag="ArrayRecord", num_datums=len(run))
+        blobs = [np.ascontiguousarray(lp, dtype="<f4").tobytes() for lp in run]
+        offsets = np.cumsum([0] + [len(b) for b in blobs]).astype("<i8")
+        field = record.fields["logprobs"]
+        field.data = b"".join(blobs)
+        field.offsets = offsets.tobytes()
+        field.dtype = pb.DTYPE_FLOAT32
+        field.trailing_shape.extend(run[0].shape[1:])
+    return output
+
+
+def sample_response(result: SampleResult) -> pb.SampleResponse:
+    response = pb.SampleResponse()
+    for seq in result.sequences:
+        response.sequences.add(
+            stop_reason=pb.STOP_REASON_STOP if seq.stop_reason == "stop" else pb.STOP_REASON_LENGTH,
+            tokens=np.asarray(seq.tokens, dtype="<i4").tobytes(),
+            logprobs=np.asarray(seq.logprobs, dtype="<f4").tobytes(),
+        )
+    if result.prompt_logprobs is not None:
+        response.prompt_logprobs = np.asarray(result.prompt_logprobs, dtype="<f4").tobytes()
+    if result.topk_prompt_ids is not None:
+        length, k = result.topk_prompt_ids.shape
+        response.topk_prompt_logprobs.token_ids = np.asarray(result.topk_prompt_ids, dtype="<i4").tobytes()
+        response.topk_prompt_logprobs.logprobs = np.asarray(result.topk_prompt_logprobs, dtype="<f4").tobytes()
+        response.topk_prompt_logprobs.k = k
+        response.topk_prompt_logprobs.length = length
+    return response

@@ -1,0 +1,86 @@
+"""Bootstrap and session lifecycle: client config, sessions, heartbeats, telemetry, capabilities."""
+
+import uuid
+
+from fastapi import APIRouter, Header, Request
+
+from gateway import wire
+from gateway.deps import OwnerDep, ServiceDep
+
+router = APIRouter(prefix="/api/v1")
+
+# Explicit values for every flag we depend on, so a future SDK default cannot change behaviour.
+CLIENT_CONFIG = {
+    "pjwt_auth_enabled": False,
+    # chunks of one forward_backward arrive in seq_id order
+    "parallel_fwdbwd_chunks": False,
+    "proto_compress_fwdbwd": False,
+    "custom_loss_server_side": False,
+    "sample_use_retrieve_futures": False,
+    "sample_join_sampling_session": False,
+    "use_pyqwest_transport": True,
+}
+
+
+@router.post("/client/config")
+async def client_config() -> dict:
+    return CLIENT_CONFIG
+
+
+@router.post("/client/dynamic_config")
+async def dynamic_config() -> dict:
+    return {"refresh_interval_sec": 300, "sample_cancel_enabled": False, "sample_cancel_max_batch_size": 64}
+
+
+@router.post("/create_session")
+async def create_session(
+    body: wire.CreateSession,
+    service: ServiceDep,
+    owner: OwnerDep,
+    x_idempotency_key: str | None = Header(default=None),
+) -> dict:
+    # a retried create_session (same idempotency key) gets the same session
+    if x_idempotency_key and x_idempotency_key in service.session_keys:
+        return {"session_id": service.session_keys[x_idempotency_key], "type": "create_session"}
+    session_id = f"sess-{uuid.uuid4().hex[:12]}"
+    service.metadata.add_session(session_id, owner, body.tags, body.user_metadata or {})
+    if x_idempotency_key:
+        service.session_keys[x_idempotency_key] = session_id
+    return {"session_id": session_id, "type": "create_session"}
+
+
+@router.post("/session_heartbeat")
+async def session_heartbeat(body: wire.SessionRef, service: ServiceDep, owner: OwnerDep) -> dict:
+    service.owned_session(owner, body.session_id)
+    service.metadata.touch_session(body.session_id)
+    return {"type": "session_heartbeat"}
+
+
+@router.post("/sessions/{session_id}/finish")
+async def finish_session(session_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
+    service.owned_session(owner, session_id)
+    service.metadata.touch_session(session_id, finished=True)
+    return {}
+
+
+@router.post("/telemetry")
+async def telemetry(request: Request) -> dict:
+    return {"status": "accepted"}
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/get_server_capabilities")
+async def get_server_capabilities(service: ServiceDep) -> dict:
+    models = [
+        {"model_name": name, "trainable": True, "sampleable": True} for name in service.registry.names()
+    ]
+    return {"supported_models": models}
+
+
+@router.post("/cancel_future")
+async def cancel_future() -> dict:
+    return {}

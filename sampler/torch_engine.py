@@ -1,0 +1,170 @@
+"""In-process reference sampling engine on plain torch + transformers, with LoRA adapters.
+
+It runs the same multi-LoRA layers as the trainer, in float32, so its logprobs match the trainer's;
+it is the engine where vLLM is absent and the reference the vLLM engine is tested against.
+"""
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from anvil.peft_format import read_peft_adapter
+from anvil.types import SampledSequence, SampleResult, SampleWork
+from trainer.lora import LoraWeights, Segment, inject_multi_lora, routed
+
+# adapters kept loaded at once; the least recently used is dropped and reloaded on demand
+MAX_LOADED_ADAPTERS = 64
+# logprob reported for padding cells of top-k rows (the SDK's mask value)
+TOPK_PAD_LOGPROB = -99999.0
+
+
+class TorchSamplingEngine:
+    def __init__(self, base_model: str, path: Path):
+        self.base_model = base_model
+        self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model.requires_grad_(False)
+        self.model = model.eval().to(self.device)
+        self.routing, self.layers = inject_multi_lora(self.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.eos_token_ids = _eos_token_ids(path, self.tokenizer, self.model.config)
+        self._adapters: OrderedDict[Path, str] = OrderedDict()
+
+    def sample(self, work: SampleWork, adapter: Path | None) -> SampleResult:
+        key = self._activate(adapter)
+        with torch.no_grad():
+            return self._sample(work, key)
+
+    def _activate(self, folder: Path | None) -> str | None:
+        if folder is None:
+            return None
+        if folder in self._adapters:
+            self._adapters.move_to_end(folder)
+            return self._adapters[folder]
+        config, weights = read_peft_adapter(folder)
+        key = str(folder)
+        scale = float(config["lora_alpha"]) / float(config["r"])
+        for path, (lora_a, lora_b) in weights.items():
+            self.layers[path].adapters[key] = LoraWeights(
+                lora_A=torch.nn.Parameter(lora_a.to(self.device), requires_grad=False),
+                lora_B=torch.nn.Parameter(lora_b.to(self.device), requires_grad=False),
+                scale=scale,
+            )
+        self._adapters[folder] = key
+        if len(self._adapters) > MAX_LOADED_ADAPTERS:
+            _, evicted = self._adapters.popitem(last=False)
+            for layer in self.layers.values():
+                layer.adapters.pop(evicted, None)
+        return key
+
+    def _sample(self, work: SampleWork, key: str | None) -> SampleResult:
+        n = work.num_samples
+        prompt = torch.tensor([work.prompt], dtype=torch.long, device=self.device)
+        with routed(self.routing, [Segment(key, 0, 1)]):
+            out = self.model(input_ids=prompt, use_cache=True)
+        result = SampleResult(sequences=[])
+        if work.prompt_logprobs or work.topk_prompt_logprobs:
+            _fill_prompt_logprobs(result, out.logits[0].float(), work)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1].float().expand(n, -1)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(work.seed if work.seed is not None else torch.seed())
+        stop_tokens = set(work.stop_tokens) if work.stop_tokens is not None else set()
+        if work.stop_tokens is None and work.stop_strings is None:
+            stop_tokens = set(self.eos_token_ids)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        done = [False] * n
+        for _ in range(work.max_tokens):
+            chosen, chosen_lp = _choose(logits, work, generator)
+            for i in range(n):
+                if done[i]:
+                    continue
+                tokens[i].append(int(chosen[i]))
+                logprobs[i].append(float(chosen_lp[i]))
+                done[i] = int(chosen[i]) in stop_tokens or self._hit_stop_string(tokens[i], work.stop_strings)
+            if all(done):
+                break
+            with routed(self.routing, [Segment(key, 0, n)]):
+                out = self.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logits = out.logits[:, -1].float()
+        result.sequences = [
+            SampledSequence(tokens=t, logprobs=lp, stop_reason="stop" if d else "length")
+            for t, lp, d in zip(tokens, logprobs, done, strict=True)
+        ]
+        return result
+
+    def _hit_stop_string(self, tokens: list[int], stop_strings: tuple[str, ...] | None) -> bool:
+        if not stop_strings:
+            return False
+        text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+        return any(stop in text for stop in stop_strings)
+
+
+def _choose(logits: torch.Tensor, work: SampleWork, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick one token per row; return it and its logprob under the temperature-scaled distribution
+    (before top-k/top-p truncation; at temperature 0, the unscaled distribution)."""
+    temperature = work.temperature if work.temperature > 0 else 1.0
+    scaled = logits / temperature
+    logprobs = torch.log_softmax(scaled, dim=-1)
+    if work.temperature <= 0:
+        chosen = torch.argmax(scaled, dim=-1)
+    else:
+        filtered = _truncate(scaled, work.top_k, work.top_p)
+        probs = torch.softmax(filtered, dim=-1)
+        chosen = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return chosen, logprobs.gather(-1, chosen[:, None])[:, 0]
+
+
+def _truncate(scaled: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    if 0 < top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, -math.inf)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens ranked above it already cover top_p
+        drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scaled = scaled.masked_fill(drop, -math.inf)
+    return scaled
+
+
+def _fill_prompt_logprobs(result: SampleResult, logits_TV: torch.Tensor, work: SampleWork) -> None:
+    prompt = torch.tensor(work.prompt, dtype=torch.long, device=logits_TV.device)
+    logprobs_TV = torch.log_softmax(logits_TV, dim=-1)
+    if work.prompt_logprobs:
+        values = np.full(len(work.prompt), np.nan, dtype=np.float32)
+        if len(work.prompt) > 1:
+            picked = logprobs_TV[:-1].gather(-1, prompt[1:, None])[:, 0]
+            values[1:] = picked.cpu().numpy()
+        result.prompt_logprobs = values
+    k = min(work.topk_prompt_logprobs, logprobs_TV.shape[-1])
+    if k > 0:
+        ids = np.zeros((len(work.prompt), k), dtype=np.int32)
+        values = np.full((len(work.prompt), k), TOPK_PAD_LOGPROB, dtype=np.float32)
+        if len(work.prompt) > 1:
+            top = torch.topk(logprobs_TV[:-1], k, dim=-1)
+            ids[1:] = top.indices.cpu().numpy()
+            values[1:] = top.values.cpu().numpy()
+        result.topk_prompt_ids, result.topk_prompt_logprobs = ids, values
+
+
+def _eos_token_ids(path: Path, tokenizer, config) -> list[int]:
+    ids: set[int] = set()
+    try:
+        eos = GenerationConfig.from_pretrained(path).eos_token_id
+    except OSError:
+        eos = config.eos_token_id
+    for value in eos if isinstance(eos, list) else [eos]:
+        if value is not None:
+            ids.add(int(value))
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
