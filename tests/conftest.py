@@ -1,0 +1,35 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TINKER_TELEMETRY", "0")
+
+API_KEY = "tml-anvil-tests"
+# a real model id served by a local folder (here the tiny model), as `--model` allows
+ALIAS_MODEL = "Qwen/Qwen3-8B"
+
+
+@pytest.fixture(scope="session")
+def anvil_server(tmp_path_factory):
+    from anvil_server import AnvilServer, tiny_model_folder
+
+    data_dir = tmp_path_factory.mktemp("anvil-data")
+    server = AnvilServer(data_dir, extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def service_client(anvil_server):
+    import tinker
+
+    client = tinker.ServiceClient(base_url=anvil_server.base_url, api_key=API_KEY)
+    yield client
+    client.close("success").result()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(service_client):
+    training = service_client.create_lora_training_client(base_model="anvil/tiny-qwen3", rank=4, seed=0).result()
+    return training.get_tokenizer()

@@ -1,0 +1,140 @@
+"""save_state / load_state / create-from-state, sampler weights in PEFT format, and listing."""
+
+import numpy as np
+import torch
+from tinker import types
+
+from sdk_helpers import TINY, logprobs_of, new_trainer, sft_datum
+
+TEXTS = ["The capital of France is Paris.", "Two plus two is four.", "One, two, three, four, five."]
+ADAM = types.AdamParams(learning_rate=5e-3, weight_decay=0.01, grad_clip_norm=1.0)
+
+
+def _step(trainer, data) -> float:
+    fwdbwd = trainer.forward_backward(data, "cross_entropy")
+    trainer.optim_step(ADAM).result()
+    return fwdbwd.result().metrics["loss:sum"]
+
+
+def test_resume_with_optimizer_is_exact(service_client, tokenizer):
+    data = [sft_datum(tokenizer.encode(t)) for t in TEXTS]
+    straight = new_trainer(service_client, rank=8, seed=11)
+    paused = new_trainer(service_client, rank=8, seed=11)
+    for _ in range(3):
+        _step(straight, data)
+        _step(paused, data)
+    path = paused.save_state("resume-3").result().path
+    assert path == f"tinker://{paused.model_id}/weights/resume-3"
+    resumed = service_client.create_training_client_from_state_with_optimizer(path).result()
+    assert resumed.model_id != paused.model_id
+    assert resumed.get_info().model_data.model_name == TINY
+
+    loss_straight, loss_resumed = _step(straight, data), _step(resumed, data)
+    np.testing.assert_allclose(loss_resumed, loss_straight, rtol=0, atol=1e-5)
+    for a, b in zip(
+        logprobs_of(straight.forward(data, "cross_entropy").result()),
+        logprobs_of(resumed.forward(data, "cross_entropy").result()),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_resume_without_optimizer_restarts_adam(service_client, tokenizer):
+    data = [sft_datum(tokenizer.encode(t)) for t in TEXTS]
+    trainer = new_trainer(service_client, rank=8, seed=12)
+    for _ in range(2):
+        _step(trainer, data)
+    path = trainer.save_state("no-opt").result().path
+    weights_only = service_client.create_training_client_from_state(path).result()
+    with_opt = service_client.create_training_client_from_state_with_optimizer(path).result()
+    # same weights now...
+    np.testing.assert_allclose(
+        logprobs_of(weights_only.forward(data, "cross_entropy").result())[0],
+        logprobs_of(with_opt.forward(data, "cross_entropy").result())[0],
+        atol=1e-6,
+    )
+    # ...but a fresh Adam state takes a different first step than the restored one
+    _step(weights_only, data)
+    _step(with_opt, data)
+    a = logprobs_of(weights_only.forward(data, "cross_entropy").result())[0]
+    b = logprobs_of(with_opt.forward(data, "cross_entropy").result())[0]
+    assert np.abs(a - b).max() > 1e-4
+
+
+def test_legacy_load_state_on_existing_client(service_client, tokenizer):
+    data = [sft_datum(tokenizer.encode(t)) for t in TEXTS]
+    trainer = new_trainer(service_client, rank=8, seed=13)
+    _step(trainer, data)
+    path = trainer.save_state("legacy").result().path
+    saved = logprobs_of(trainer.forward(data, "cross_entropy").result())[0]
+    _step(trainer, data)
+    moved = logprobs_of(trainer.forward(data, "cross_entropy").result())[0]
+    assert np.abs(saved - moved).max() > 1e-4
+    trainer.load_state(path).result()
+    np.testing.assert_allclose(logprobs_of(trainer.forward(data, "cross_entropy").result())[0], saved, atol=1e-6)
+    trainer.load_state_with_optimizer(path).result()
+    np.testing.assert_allclose(logprobs_of(trainer.forward(data, "cross_entropy").result())[0], saved, atol=1e-6)
+
+
+def test_sampler_checkpoint_loads_in_peft_with_same_logprobs(service_client, tokenizer, anvil_server):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    data = [sft_datum(tokenizer.encode(t)) for t in TEXTS]
+    trainer = new_trainer(service_client, rank=8, seed=14)
+    for _ in range(3):
+        _step(trainer, data)
+    path = trainer.save_weights_for_sampler("peft-check").result().path
+    assert path == f"tinker://{trainer.model_id}/sampler_weights/peft-check"
+    ours = logprobs_of(trainer.forward(data, "cross_entropy").result())
+
+    folder = anvil_server.data_dir / "checkpoints" / trainer.model_id / "sampler_weights" / "peft-check"
+    base = AutoModelForCausalLM.from_pretrained(trainer.get_info().model_data.tokenizer_id, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, folder).eval()
+    for datum, lp in zip(data, ours, strict=True):
+        tokens = torch.tensor([datum.model_input.to_ints()])
+        targets = torch.as_tensor(datum.loss_fn_inputs["target_tokens"].to_numpy())
+        with torch.no_grad():
+            logits = peft_model(input_ids=tokens).logits[0].float()
+        reference = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0].numpy()
+        np.testing.assert_allclose(lp, reference, atol=1e-5)
+
+
+def test_rest_client_lists_runs_and_checkpoints(service_client, tokenizer):
+    trainer = new_trainer(service_client, rank=4, seed=15, user_metadata={"renderer": "qwen3"})
+    _step(trainer, [sft_datum(tokenizer.encode(TEXTS[0]))])
+    trainer.save_state("listed").result()
+    trainer.save_weights_for_sampler("listed-sampler").result()
+    rest = service_client.create_rest_client()
+
+    run = rest.get_training_run(trainer.model_id).result()
+    assert run.base_model == TINY and run.lora_rank == 4 and run.is_lora
+    assert run.user_metadata == {"renderer": "qwen3"}
+    assert run.last_checkpoint.checkpoint_id == "weights/listed"
+    assert run.last_sampler_checkpoint.checkpoint_id == "sampler_weights/listed-sampler"
+
+    ids = {c.checkpoint_id: c for c in rest.list_checkpoints(trainer.model_id).result().checkpoints}
+    assert set(ids) == {"weights/listed", "sampler_weights/listed-sampler"}
+    assert ids["weights/listed"].checkpoint_type == "training"
+    assert ids["sampler_weights/listed-sampler"].checkpoint_type == "sampler"
+    assert all(c.size_bytes > 0 for c in ids.values())
+
+    runs = rest.list_training_runs(limit=100).result()
+    assert trainer.model_id in {r.training_run_id for r in runs.training_runs}
+    mine = rest.list_user_checkpoints().result().checkpoints
+    assert {"weights/listed", "sampler_weights/listed-sampler"} <= {c.checkpoint_id for c in mine if c.tinker_path.startswith(f"tinker://{trainer.model_id}/")}
+
+    rest.delete_checkpoint(trainer.model_id, "weights/listed").result()
+    remaining = [c.checkpoint_id for c in rest.list_checkpoints(trainer.model_id).result().checkpoints]
+    assert remaining == ["sampler_weights/listed-sampler"]
+
+
+def test_save_state_refuses_to_overwrite_by_default(service_client, tokenizer):
+    import pytest
+    import tinker
+
+    trainer = new_trainer(service_client, rank=4, seed=16)
+    trainer.save_state("twice").result()
+    with pytest.raises(tinker.RequestFailedError, match="exists"):
+        trainer.save_state("twice").result()
+    trainer.save_state("twice", overwrite=True).result()

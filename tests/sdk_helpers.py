@@ -1,0 +1,27 @@
+"""Small builders for tests that drive anvil through the official tinker SDK."""
+
+import numpy as np
+import tinker
+from tinker import types
+
+TINY = "anvil/tiny-qwen3"
+
+
+def sft_datum(tokens: list[int], weights: list[float] | None = None) -> types.Datum:
+    """Next-token datum: input tokens[:-1], targets tokens[1:]."""
+    n = len(tokens) - 1
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": np.asarray(tokens[1:], dtype=np.int64),
+            "weights": np.asarray(weights if weights is not None else [1.0] * n, dtype=np.float32),
+        },
+    )
+
+
+def new_trainer(service_client: tinker.ServiceClient, rank: int = 8, seed: int = 0, **kwargs) -> tinker.TrainingClient:
+    return service_client.create_lora_training_client(base_model=TINY, rank=rank, seed=seed, **kwargs).result()
+
+
+def logprobs_of(output: types.ForwardBackwardOutput) -> list[np.ndarray]:
+    return [np.asarray(o["logprobs"].to_numpy()) for o in output.loss_fn_outputs]
