@@ -141,11 +141,16 @@ def _input_or_fill(datum: TrainDatum, name: str, fill: float) -> np.ndarray:
 
 def _microbatches(items, models):
     """Split (model_id, work) items into micro-batches of one base model and a bounded token count,
-    never splitting one request; yields lists of (index, model_id, work)."""
-    by_host: dict[int, list] = {}
+    never splitting one request; yields lists of (index, model_id, work).
+
+    Forward-only work runs in micro-batches of its own, without autograd: inside a backward pass
+    its adapters would receive zero gradients, which an optimizer step does not ignore. Reordering
+    is safe because nothing in one tick's batch changes the weights.
+    """
+    groups: dict[tuple[int, bool], list] = {}
     for index, (model_id, work) in enumerate(items):
-        by_host.setdefault(id(models[model_id].host), []).append((index, model_id, work))
-    for group in by_host.values():
+        groups.setdefault((id(models[model_id].host), work.forward_only), []).append((index, model_id, work))
+    for group in groups.values():
         batch, rows, longest = [], 0, 0
         for entry in group:
             work = entry[2]
