@@ -8,8 +8,8 @@ The rule also implies low <= high.
 Each bound is checked on its own, never against the other one. The gateway checks per-token
 thresholds by running this check on the smallest and largest value of each per-token input, with the
 other bound taken from the config; a rule comparing the two bounds would then judge a per-token low
-against the config's high, which is not the high that token uses. The error's field is the bare key,
-because the same check serves `loss_fn_config` and per-token `loss_fn_inputs`.
+against the config's high, which is not the high that token uses.
+The error names the bare key; the gateway's validation adds where it was found (config or datum).
 """
 
 from collections.abc import Mapping

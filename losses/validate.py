@@ -44,7 +44,10 @@ def validate_loss_request(
             if name in inputs and inputs[name].size:
                 # a per-token threshold is in range when its smallest and largest values both are
                 for extreme in (inputs[name].min(), inputs[name].max()):
-                    spec.check_config({**resolved, name: float(extreme)})
+                    try:
+                        spec.check_config({**resolved, name: float(extreme)})
+                    except LossInputError as exc:
+                        raise LossInputError(f"{where}[{name!r}]", str(exc)) from None
     return resolved
 
 

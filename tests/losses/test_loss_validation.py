@@ -82,9 +82,9 @@ def test_out_of_range_config_is_named(loss_name, config, field):
 @pytest.mark.parametrize(
     ("loss_name", "name", "values", "field"),
     [
-        ("ppo", "clip_high_threshold", [1.2, 0.9, 1.2, 1.2], "clip_high_threshold"),
-        ("ppo", "clip_low_threshold", [0.8, 0.8, -0.2, 0.8], "clip_low_threshold"),
-        ("cispo", "clip_low_threshold", [0.0, 1.5, 0.0, 0.0], "clip_low_threshold"),
+        ("ppo", "clip_high_threshold", [1.2, 0.9, 1.2, 1.2], "data[1].loss_fn_inputs['clip_high_threshold']"),
+        ("ppo", "clip_low_threshold", [0.8, 0.8, -0.2, 0.8], "data[1].loss_fn_inputs['clip_low_threshold']"),
+        ("cispo", "clip_low_threshold", [0.0, 1.5, 0.0, 0.0], "data[1].loss_fn_inputs['clip_low_threshold']"),
     ],
 )
 def test_out_of_range_per_token_threshold_is_named(loss_name, name, values, field):
