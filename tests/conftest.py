@@ -12,7 +12,7 @@ ALIAS_MODEL = "Qwen/Qwen3-8B"
 
 @pytest.fixture(scope="session")
 def anvil_server(tmp_path_factory):
-    from anvil_server import AnvilServer, tiny_model_folder
+    from gateway.local_server import AnvilServer, tiny_model_folder
 
     data_dir = tmp_path_factory.mktemp("anvil-data")
     server = AnvilServer(data_dir, extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)})

@@ -71,16 +71,19 @@ class MultiLoraLinear(nn.Module):
         segments = self.routing.segments
         if not any(seg.adapter in self.adapters for seg in segments):
             return out
-        pieces = []
-        for seg in segments:
-            rows = out[seg.start : seg.stop]
+        # one split and one cat: slicing per segment would make backward fill a full-size zero
+        # gradient for every segment, which grows with the number of adapters in the batch
+        x_parts = x.split([seg.stop - seg.start for seg in segments]) if len(segments) > 1 else (x,)
+        deltas = []
+        for seg, x_rows in zip(segments, x_parts, strict=True):
             lora = self.adapters.get(seg.adapter) if seg.adapter is not None else None
-            if lora is not None:
-                x_rows = x[seg.start : seg.stop].to(lora.lora_A.dtype)
-                delta = (x_rows @ lora.lora_A.T) @ lora.lora_B.T
-                rows = rows + (lora.scale * delta).to(rows.dtype)
-            pieces.append(rows)
-        return torch.cat(pieces, dim=0)
+            if lora is None:
+                deltas.append(out.new_zeros(*x_rows.shape[:-1], self.out_features))
+                continue
+            # scale the rank-r activations, not the (much wider) output
+            hidden = (x_rows.to(lora.lora_A.dtype) @ lora.lora_A.T) * lora.scale
+            deltas.append((hidden @ lora.lora_B.T).to(out.dtype))
+        return out + (deltas[0] if len(deltas) == 1 else torch.cat(deltas, dim=0))
 
 
 def target_names(train_attn: bool, train_mlp: bool, train_unembed: bool) -> tuple[str, ...]:

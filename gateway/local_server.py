@@ -1,4 +1,4 @@
-"""Starts a real `anvil serve` process on a free port for tests and examples."""
+"""Start `anvil serve` as a child process on a free port: for tests, demos and notebooks."""
 
 import os
 import socket
@@ -46,6 +46,12 @@ class AnvilServer:
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"anvil serve did not start in {STARTUP_TIMEOUT_S} s:\n{self.log_path.read_text()}")
+
+    def __enter__(self) -> "AnvilServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self.process.terminate()
