@@ -30,6 +30,13 @@ def service_client(anvil_server):
 
 
 @pytest.fixture(scope="session")
+def rest_client(anvil_server):
+    import tinker
+
+    return tinker.RestClient(base_url=anvil_server.base_url, api_key=API_KEY)
+
+
+@pytest.fixture(scope="session")
 def tokenizer(service_client):
     training = service_client.create_lora_training_client(base_model="anvil/tiny-qwen3", rank=4, seed=0).result()
     return training.get_tokenizer()

@@ -70,9 +70,8 @@ async def get_info(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) ->
 @router.post("/forward_backward")
 async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDep) -> dict:
     message = proto_codec.parse_forward_backward(await request.body(), request.headers.get("content-encoding"))
-    run = service.live_run(owner, message.model_id)
-    _check_seq(message.seq_id)
-    if (existing := service.press.request_id(run.model_id, message.seq_id)) is not None:
+    run, existing = _next_op(service, owner, message.model_id, message.seq_id)
+    if existing is not None:
         return _future(existing)
     base = await service.base_model(run.base_model)
     request_id = service.futures.create("ForwardBackward")
@@ -82,64 +81,61 @@ async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDe
 
 @router.post("/optim_step")
 async def optim_step(body: wire.OptimStep, service: ServiceDep, owner: OwnerDep) -> dict:
-    run = service.live_run(owner, body.model_id)
-    _check_seq(body.seq_id)
-    if (existing := service.press.request_id(run.model_id, body.seq_id)) is not None:
+    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    if existing is not None:
         return _future(existing)
     return _future(service.press.submit(optim_step_op(body, service.futures.create("OptimStep"))))
 
 
 @router.post("/save_weights")
 async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: OwnerDep) -> dict:
-    run = service.live_run(owner, body.model_id)
-    _check_seq(body.seq_id)
-    if (existing := service.press.request_id(run.model_id, body.seq_id)) is not None:
+    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeights")
-    try:
-        name = check_checkpoint_name(body.path)
-        if not body.overwrite and service.metadata.checkpoint(run.model_id, f"weights/{name}"):
-            raise UserError(f"checkpoint weights/{name} of {run.model_id} exists; pass overwrite=True to replace it")
-    except UserError as exc:
-        return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, exc)))
-    folder = service.checkpoint_folder(run.model_id, "weights", name)
-
-    def save(worker) -> dict:
-        worker.save_state(run.model_id, folder)
-        row = _checkpoint_row(run.model_id, "weights", name, folder, body.ttl_seconds, body.user_metadata)
-        service.metadata.add_checkpoint(row)
-        return {"path": row.tinker_path, "type": "save_weights"}
-
-    return _future(service.press.submit(barrier_op(run.model_id, body.seq_id, request_id, save)))
+    if not body.overwrite and body.path and service.metadata.checkpoint(run.model_id, f"weights/{body.path}"):
+        error = UserError(f"checkpoint weights/{body.path} of {run.model_id} exists; pass overwrite=True to replace it")
+        return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
+    return _future(service.press.submit(_named_save_op(service, run, body, "weights", request_id)))
 
 
 @router.post("/save_weights_for_sampler")
 async def save_weights_for_sampler(body: wire.SaveWeightsForSampler, service: ServiceDep, owner: OwnerDep) -> dict:
-    run = service.live_run(owner, body.model_id)
-    _check_seq(body.seq_id)
-    if (existing := service.press.request_id(run.model_id, body.seq_id)) is not None:
+    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeightsForSampler")
     if body.path is None and body.sampling_session_seq_id is None:
         error = UserError("save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
-        return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
-    if body.path is None:
+        op = failing_op(run.model_id, body.seq_id, request_id, error)
+    elif body.path is None:
         op = _ephemeral_sampler_save(service, run, body, request_id)
     else:
-        try:
-            name = check_checkpoint_name(body.path)
-        except UserError as exc:
-            return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, exc)))
-        folder = service.checkpoint_folder(run.model_id, "sampler_weights", name)
-
-        def save(worker) -> dict:
-            worker.save_sampler_weights(run.model_id, folder)
-            row = _checkpoint_row(run.model_id, "sampler_weights", name, folder, body.ttl_seconds, body.user_metadata)
-            service.metadata.add_checkpoint(row)
-            return {"path": row.tinker_path, "type": "save_weights_for_sampler"}
-
-        op = barrier_op(run.model_id, body.seq_id, request_id, save)
+        # a named sampler checkpoint is replaced when saved again (the SDK offers no overwrite flag)
+        op = _named_save_op(service, run, body, "sampler_weights", request_id)
     return _future(service.press.submit(op))
+
+
+def _named_save_op(
+    service: Service, run: TrainingRunRow, body: wire.SaveWeights | wire.SaveWeightsForSampler, kind: str, request_id: str
+) -> TrainOp:
+    """Save under `body.path` as a `kind` checkpoint, listed only once its files are complete."""
+    try:
+        name = check_checkpoint_name(body.path)
+    except UserError as exc:
+        return failing_op(run.model_id, body.seq_id, request_id, exc)
+    folder = service.checkpoint_folder(run.model_id, kind, name)
+
+    def save(worker) -> dict:
+        if kind == "weights":
+            worker.save_state(run.model_id, folder)
+        else:
+            worker.save_sampler_weights(run.model_id, folder)
+        row = _checkpoint_row(run.model_id, kind, name, folder, body.ttl_seconds, body.user_metadata)
+        service.metadata.add_checkpoint(row)
+        return {"path": row.tinker_path}
+
+    return barrier_op(run.model_id, body.seq_id, request_id, save)
 
 
 def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.SaveWeightsForSampler, request_id: str) -> TrainOp:
@@ -160,11 +156,10 @@ def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.Sa
 async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: OwnerDep) -> dict:
     if body.model_id is None:
         return await _create_from_state(body, service, owner)
-    run = service.live_run(owner, body.model_id)
     if body.seq_id is None:
         raise UserError("load_weights on an existing model needs seq_id")
-    _check_seq(body.seq_id)
-    if (existing := service.press.request_id(run.model_id, body.seq_id)) is not None:
+    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    if existing is not None:
         return _future(existing)
     request_id = service.futures.create("LoadWeights")
     try:
@@ -234,7 +229,10 @@ def _checkpoint_row(model_id: str, kind: str, name: str, folder: Path, ttl_secon
     )
 
 
-def _check_seq(seq_id: int) -> None:
+def _next_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
+    """The live run an operation is for, and the request id it already has if it was re-sent."""
+    run = service.live_run(owner, model_id)
     if seq_id < 1:
         raise UserError(f"seq_id must be >= 1 (seq 0 is the model's creation), got {seq_id}")
+    return run, service.press.request_id(run.model_id, seq_id)
 

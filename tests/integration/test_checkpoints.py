@@ -1,6 +1,7 @@
 """save_state / load_state / create-from-state, sampler weights in PEFT format, and listing."""
 
 import numpy as np
+import pytest
 import torch
 from tinker import types
 
@@ -61,6 +62,7 @@ def test_resume_without_optimizer_restarts_adam(service_client, tokenizer):
     assert np.abs(a - b).max() > 1e-4
 
 
+@pytest.mark.filterwarnings("ignore:DEPRECATED:FutureWarning")  # the deprecated calls are what is tested
 def test_legacy_load_state_on_existing_client(service_client, tokenizer):
     data = [sft_datum(tokenizer.encode(t)) for t in TEXTS]
     trainer = new_trainer(service_client, rank=8, seed=13)
@@ -100,12 +102,12 @@ def test_sampler_checkpoint_loads_in_peft_with_same_logprobs(service_client, tok
         np.testing.assert_allclose(lp, reference, atol=1e-5)
 
 
-def test_rest_client_lists_runs_and_checkpoints(service_client, tokenizer):
+def test_rest_client_lists_runs_and_checkpoints(service_client, rest_client, tokenizer):
     trainer = new_trainer(service_client, rank=4, seed=15, user_metadata={"renderer": "qwen3"})
     _step(trainer, [sft_datum(tokenizer.encode(TEXTS[0]))])
     trainer.save_state("listed").result()
     trainer.save_weights_for_sampler("listed-sampler").result()
-    rest = service_client.create_rest_client()
+    rest = rest_client
 
     run = rest.get_training_run(trainer.model_id).result()
     assert run.base_model == TINY and run.lora_rank == 4 and run.is_lora
@@ -130,7 +132,6 @@ def test_rest_client_lists_runs_and_checkpoints(service_client, tokenizer):
 
 
 def test_save_state_refuses_to_overwrite_by_default(service_client, tokenizer):
-    import pytest
     import tinker
 
     trainer = new_trainer(service_client, rank=4, seed=16)

@@ -70,6 +70,26 @@ def test_logprobs_are_temperature_scaled(trained, tokenizer):
     np.testing.assert_allclose(reported, scaled[token] - log_z, atol=1e-3)
 
 
+def test_top_k_and_top_p_truncate_the_distribution(trained, tokenizer):
+    _, sampler = trained
+    greedy = sampler.sample(_prompt(tokenizer), 1, types.SamplingParams(max_tokens=10, temperature=0.0, stop=[])).result()
+    expected = list(greedy.sequences[0].tokens)
+    # top_k = 1 and a tiny top_p both leave only the likeliest token, whatever the seed
+    for params in (dict(top_k=1), dict(top_p=1e-6)):
+        result = sampler.sample(_prompt(tokenizer), 4, types.SamplingParams(max_tokens=10, seed=11, stop=[], **params)).result()
+        assert all(list(s.tokens) == expected for s in result.sequences), params
+    # top_k = 2 only ever picks one of the two likeliest tokens at the first position
+    prompt = tokenizer.encode(PROMPT_TEXT)
+    first = sampler.sample(
+        types.ModelInput.from_ints(prompt + [expected[0]]), 1, types.SamplingParams(max_tokens=1),
+        topk_prompt_logprobs=2,
+    ).result().topk_prompt_logprobs[len(prompt)]
+    top_two = {token for token, _ in first}
+    wide = sampler.sample(_prompt(tokenizer), 32, types.SamplingParams(max_tokens=1, seed=12, top_k=2, temperature=2.0)).result()
+    picked = {s.tokens[0] for s in wide.sequences}
+    assert picked <= top_two and len(picked) == 2
+
+
 def test_stop_strings_end_the_sequence_and_are_included(trained, tokenizer):
     _, sampler = trained
     free = sampler.sample(_prompt(tokenizer), num_samples=1, sampling_params=types.SamplingParams(max_tokens=20, seed=9, stop=[])).result()
@@ -139,6 +159,7 @@ def test_sampling_clients_from_path_and_base_model(service_client, trained, toke
     assert base_lp[1:] != tuned_lp[1:], "the base model and the trained adapter must differ"
 
 
+@pytest.mark.filterwarnings("ignore:DEPRECATED:FutureWarning")  # the _async forms are what is tested
 def test_async_forms(service_client, tokenizer):
     async def run():
         trainer = await service_client.create_lora_training_client_async(base_model=TINY, rank=4, seed=22)

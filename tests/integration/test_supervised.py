@@ -1,6 +1,7 @@
 """Supervised training through the official SDK: memorisation, weights, (N, K) targets, custom losses."""
 
 import numpy as np
+import pytest
 import torch
 from tinker import types
 
@@ -14,8 +15,8 @@ TEXTS = [
 ]
 
 
-def test_capabilities_and_info(service_client, tokenizer):
-    names = [m.model_name for m in service_client.create_rest_client().get_server_capabilities().result().supported_models]
+def test_capabilities_and_info(service_client, rest_client, tokenizer):
+    names = [m.model_name for m in rest_client.get_server_capabilities().result().supported_models]
     assert TINY in names and "Qwen/Qwen3-8B" in names
     trainer = new_trainer(service_client, rank=4, train_mlp=False)
     info = trainer.get_info()
@@ -115,6 +116,16 @@ def test_forward_backward_custom_matches_cross_entropy(service_client, tokenizer
     b = logprobs_of(builtin.forward(data, "cross_entropy").result())
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_base_model_given_as_a_local_folder(service_client, tokenizer, anvil_server):
+    from gateway.local_server import tiny_model_folder
+
+    folder = str(tiny_model_folder(anvil_server.data_dir))
+    trainer = service_client.create_lora_training_client(base_model=folder, rank=4, seed=0).result()
+    assert trainer.get_info().model_data.model_name == folder
+    out = trainer.forward([sft_datum(tokenizer.encode(TEXTS[0]))], "cross_entropy").result()
+    assert out.metrics["loss:sum"] > 0
 
 
 def test_model_flag_serves_a_real_model_id(service_client, tokenizer):

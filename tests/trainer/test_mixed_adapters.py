@@ -46,6 +46,7 @@ def test_mixed_batch_gradients_equal_single_adapter_gradients(registry):
             for w in worker.models[model_id].adapter.weights.values():
                 w.lora_B.data = torch.randn(w.lora_B.shape, generator=generator) * 0.01
 
+    assert len(mixed.hosts) == 1, "adapters on one base model share one copy of its weights"
     mixed_results = mixed.forward_backward(list(work.items()))
     for (model_id, w), mixed_result in zip(work.items(), mixed_results, strict=True):
         (alone_result,) = alone.forward_backward([(model_id, w)])
