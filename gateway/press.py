@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # a seq_id that never arrives (the client failed before sending it) holds its model's queue this
 # long before the press moves past it
 SEQ_GAP_TIMEOUT_S = 10.0
+# request ids of a model's most recent seq_ids are remembered, so a re-sent request gets its first
+# future; a re-send older than this is refused as already executed
+REMEMBERED_SEQ_IDS = 4096
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Press:
             if op.seq_id < queue.next_seq:
                 raise UserError(f"seq_id {op.seq_id} of {op.model_id} was already executed or skipped")
             self._seen[key] = op.request_id
+            self._seen.pop((op.model_id, op.seq_id - REMEMBERED_SEQ_IDS), None)
             queue.pending[op.seq_id] = op
             self._cond.notify_all()
         return op.request_id

@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,9 @@ from sampler.fleet import SamplerFleet
 from trainer.worker import TrainerWorker
 
 CHECKPOINT_KINDS = ("weights", "sampler_weights")
+REMEMBERED_SAMPLE_REQUESTS = 100_000
+# unnamed sampler weights kept per model; a sampling client on an older save gets a clear 404
+KEPT_EPHEMERAL_SAVES = 32
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
@@ -48,11 +52,18 @@ class Service:
         self.fleet = SamplerFleet(self.registry)
         # sampling runs beside training, on its own thread
         self.sampler_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil-sampler")
-        # (sampling_session_id, seq_id) → request id: a re-sent sample runs once
-        self.sample_requests: dict[tuple[str, int], str] = {}
+        # (sampling_session_id, seq_id) → request id, most recent last: a re-sent sample runs once
+        self.sample_requests: OrderedDict[tuple[str, int], str] = OrderedDict()
+        # running sample tasks, referenced so the event loop does not drop them
+        self.background_tasks: set[asyncio.Task] = set()
         # X-Idempotency-Key of create_session → session id
         self.session_keys: dict[str, str] = {}
         self._base_models: dict[str, BaseModelInfo] = {}
+
+    def remember_sample_request(self, key: tuple[str, int], request_id: str) -> None:
+        self.sample_requests[key] = request_id
+        if len(self.sample_requests) > REMEMBERED_SAMPLE_REQUESTS:
+            self.sample_requests.popitem(last=False)
 
     def start(self) -> None:
         self.press.start()

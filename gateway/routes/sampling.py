@@ -12,12 +12,10 @@ from gateway.errors import NotFound, UserError
 from gateway.futures import Payload
 from gateway.metadata import SamplingSessionRow
 from gateway.sample_requests import sample_work
-from gateway.service import Service
+from gateway.service import KEPT_EPHEMERAL_SAVES, Service
 
 router = APIRouter(prefix="/api/v1")
 log = logging.getLogger(__name__)
-# running sample tasks, referenced so the event loop does not drop them
-_tasks: set[asyncio.Task] = set()
 
 
 @router.post("/create_sampling_session")
@@ -57,12 +55,15 @@ async def asample(body: wire.Sample, service: ServiceDep, owner: OwnerDep) -> di
     work = sample_work(body, await service.base_model(row.base_model))
     adapter = Path(row.adapter_folder) if row.adapter_folder else None
     if adapter is not None and not adapter.is_dir():
-        raise NotFound(f"the weights of sampler {row.sampling_session_id} are gone (checkpoint deleted?)")
+        raise NotFound(
+            f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted, "
+            f"or it is an unnamed save older than the model's {KEPT_EPHEMERAL_SAVES} most recent"
+        )
     request_id = service.futures.create("Sample")
-    service.sample_requests[key] = request_id
+    service.remember_sample_request(key, request_id)
     task = asyncio.create_task(_run_sample(service, request_id, row.base_model, adapter, work))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    service.background_tasks.add(task)
+    task.add_done_callback(service.background_tasks.discard)
     return {"request_id": request_id, "sample_sequence_ids": sequence_ids}
 
 

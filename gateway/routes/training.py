@@ -3,6 +3,7 @@
 Every operation on a model is queued on the press under its seq_id and answered with a future.
 """
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import UserError
 from gateway.metadata import CheckpointRow, SamplingSessionRow, TrainingRunRow, now_iso
 from gateway.press import TrainOp
-from gateway.service import Service, check_checkpoint_name, folder_size
+from gateway.service import KEPT_EPHEMERAL_SAVES, Service, check_checkpoint_name, folder_size
 from gateway.train_requests import barrier_op, failing_op, forward_backward_op, optim_step_op
 from trainer import checkpoints
 
@@ -144,6 +145,7 @@ def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.Sa
 
     def save(worker) -> dict:
         worker.save_sampler_weights(run.model_id, folder)
+        _drop_old_ephemeral_weights(folder.parent)
         service.metadata.add_sampling_session(
             SamplingSessionRow(sampling_session_id, run.session_id, run.owner, run.base_model, None, str(folder))
         )
@@ -198,6 +200,14 @@ async def _create_from_state(body: wire.LoadWeights, service: Service, owner: st
         return {"path": body.path, "model_id": model_id, "type": "load_weights"}
 
     return _future(service.press.open_model(model_id, barrier_op(model_id, 0, request_id, create)), model_id)
+
+
+def _drop_old_ephemeral_weights(model_folder: Path) -> None:
+    """Unnamed sampler weights (save_weights_and_get_sampling_client) pile up in RL loops that save
+    every step; only a model's most recent ones are kept on disk."""
+    saves = sorted(model_folder.glob("seq-*"), key=lambda f: int(f.name.removeprefix("seq-")))
+    for stale in saves[:-KEPT_EPHEMERAL_SAVES]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _training_checkpoint(service: Service, owner: str, path: str) -> Path:

@@ -177,3 +177,17 @@ def test_async_forms(service_client, tokenizer):
     assert out.metrics["loss:sum"] > 0
     assert saved.path.endswith("/weights/async")
     assert len(sample.sequences) == 2
+
+
+def test_old_unnamed_sampler_saves_are_dropped_with_a_clear_error(service_client, tokenizer):
+    import tinker
+
+    from gateway.service import KEPT_EPHEMERAL_SAVES
+
+    trainer = new_trainer(service_client, rank=4, seed=23)
+    samplers = [trainer.save_weights_and_get_sampling_client().result() for _ in range(KEPT_EPHEMERAL_SAVES + 1)]
+    params = types.SamplingParams(max_tokens=2, seed=0)
+    with pytest.raises(tinker.NotFoundError, match="unnamed save older"):
+        samplers[0].sample(_prompt(tokenizer), 1, params).result()
+    assert len(samplers[-1].sample(_prompt(tokenizer), 1, params).result().sequences) == 1
+    assert len(samplers[1].sample(_prompt(tokenizer), 1, params).result().sequences) == 1
