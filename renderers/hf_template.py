@@ -17,7 +17,7 @@ from functools import partial
 import tinker
 
 from renderers.messages import check_messages, content_of, trained_message_indices
-from renderers.piece_renderer import PieceRenderer, split_at_end
+from renderers.piece_renderer import PieceRenderer, parse_plain_response
 from renderers.pieces import Piece, special, text
 from renderers.types import Message, ParsedResponse, ToolSpec, TrainOnWhat
 
@@ -167,13 +167,6 @@ def find_end_of_turn(tokenizer) -> str | None:
     return min(found)[1] if found else None
 
 
-def parse_hf_template_response(tokenizer, stop_ids, eos_ids, tokens) -> ParsedResponse:
-    body, ending = split_at_end(tokens, stop_ids, eos_ids)
-    message: Message = {"role": "assistant", "content": tokenizer.decode(body, skip_special_tokens=False)}
-    problem = None if ending != "malformed" else "the response ended without an end-of-turn or end-of-text token"
-    return ParsedResponse(message, ending, problem)
-
-
 def make_hf_template_renderer(tokenizer) -> HfTemplateRenderer:
     if not tokenizer.chat_template:
         raise ValueError(f"the tokenizer {tokenizer.name_or_path!r} has no chat template; pick a renderer by name")
@@ -187,7 +180,7 @@ def make_hf_template_renderer(tokenizer) -> HfTemplateRenderer:
         name="hf_template",
         tokenizer=tokenizer,
         render=partial(render_hf_template, tokenizer, end_tokens),
-        parse=partial(parse_hf_template_response, tokenizer, stop_ids, eos_ids),
+        parse=partial(parse_plain_response, tokenizer, stop_ids, eos_ids),
         stop_sequences=tuple(ids),
     )
     return HfTemplateRenderer(pieces)

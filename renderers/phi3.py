@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from functools import partial
 
 from renderers.messages import check_messages, content_of, reject_tool_use
-from renderers.piece_renderer import PieceRenderer, split_at_end, token_ids
+from renderers.piece_renderer import PieceRenderer, parse_plain_response, token_ids
 from renderers.pieces import Piece, special, text
-from renderers.types import Message, ParsedResponse, ToolSpec
+from renderers.types import Message, ToolSpec
 
 ROLES = ("system", "user", "assistant")
 END, END_OF_TEXT = "<|end|>", "<|endoftext|>"
@@ -43,19 +43,12 @@ def render_phi3(
     return pieces
 
 
-def parse_phi3_response(tokenizer, stop_ids, eos_ids, tokens) -> ParsedResponse:
-    body, ending = split_at_end(tokens, stop_ids, eos_ids)
-    message: Message = {"role": "assistant", "content": tokenizer.decode(body, skip_special_tokens=False)}
-    problem = None if ending != "malformed" else "the response ended without <|end|> or <|endoftext|>"
-    return ParsedResponse(message, ending, problem)
-
-
 def make_phi3_renderer(tokenizer) -> PieceRenderer:
     stop_ids, eos_ids = token_ids(tokenizer, [END]), token_ids(tokenizer, [END_OF_TEXT])
     return PieceRenderer(
         name="phi3",
         tokenizer=tokenizer,
         render=render_phi3,
-        parse=partial(parse_phi3_response, tokenizer, stop_ids, eos_ids),
+        parse=partial(parse_plain_response, tokenizer, stop_ids, eos_ids),
         stop_sequences=stop_ids + eos_ids,
     )

@@ -70,5 +70,16 @@ def split_at_end(
     return list(tokens), "malformed"
 
 
+def parse_plain_response(tokenizer, stop_ids: Sequence[int], eos_ids: Sequence[int], tokens: Sequence[int]) -> ParsedResponse:
+    """A response that is plain text up to the end-of-turn (stop) or end-of-text (eos) token."""
+    body, ending = split_at_end(tokens, stop_ids, eos_ids)
+    message: Message = {"role": "assistant", "content": tokenizer.decode(body, skip_special_tokens=False)}
+    problem = None
+    if ending == "malformed":
+        ends = " or ".join(tokenizer.convert_ids_to_tokens([*stop_ids, *eos_ids]))
+        problem = f"the response ended without {ends}"
+    return ParsedResponse(message, ending, problem)
+
+
 def token_ids(tokenizer, tokens: Sequence[str]) -> tuple[int, ...]:
     return tuple(special_token_id(tokenizer, token) for token in tokens)

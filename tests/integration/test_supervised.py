@@ -1,7 +1,6 @@
 """Supervised training through the official SDK: memorisation, weights, (N, K) targets, custom losses."""
 
 import numpy as np
-import pytest
 import torch
 from tinker import types
 
