@@ -132,3 +132,17 @@ def test_model_flag_serves_a_real_model_id(service_client, tokenizer):
     assert trainer.get_info().model_data.model_name == "Qwen/Qwen3-8B"
     out = trainer.forward([sft_datum(tokenizer.encode(TEXTS[0]))], "cross_entropy").result()
     assert out.metrics["loss:sum"] > 0
+
+
+def test_large_request_split_into_chunks_by_the_sdk(service_client):
+    """Over 1024 datums the SDK sends several requests with consecutive seq_ids; the results come
+    back whole and in datum order."""
+    trainer = new_trainer(service_client, rank=4, seed=7)
+    data = [sft_datum([5 + i % 900, 6 + i % 900, 7 + i % 900]) for i in range(1100)]
+    out = trainer.forward(data, "cross_entropy").result()
+    lps = logprobs_of(out)
+    assert len(lps) == 1100 and all(lp.shape == (2,) for lp in lps)
+    np.testing.assert_allclose(out.metrics["loss:sum"], -sum(float(lp.sum()) for lp in lps), rtol=1e-4)
+    # datum order is kept across chunks: datum 1050 (second chunk) repeats datum 150 (first chunk)
+    np.testing.assert_allclose(lps[1050], lps[150], atol=1e-6)
+    assert np.abs(lps[1050] - lps[151]).max() > 1e-4
