@@ -149,3 +149,21 @@ def test_extra_float_inputs_are_ignored(service_client):
     plain = trainer.forward([_ppo_datum()], "ppo").result().metrics["loss:sum"]
     with_mask = trainer.forward([_ppo_datum(mask=np.ones(3, np.float32))], "ppo").result().metrics["loss:sum"]
     assert plain == with_mask
+
+
+def test_per_token_clip_thresholds_through_the_sdk(service_client, tokenizer):
+    trainer = new_trainer(service_client, rank=4, seed=180)
+    lp_list = _forward_logprobs(trainer, tokenizer)
+    data = _rl_data(tokenizer, lp_list, seed=180)
+    rng = np.random.default_rng(180)
+    expected = 0.0
+    for datum, lp in zip(data, lp_list, strict=True):
+        low = rng.uniform(0.5, 1.0, size=lp.shape).astype(np.float32)
+        high = rng.uniform(1.0, 1.5, size=lp.shape).astype(np.float32)
+        datum.loss_fn_inputs["clip_low_threshold"] = types.TensorData.from_numpy(low)
+        datum.loss_fn_inputs["clip_high_threshold"] = types.TensorData.from_numpy(high)
+        q, adv = datum.loss_fn_inputs["logprobs"].to_numpy(), datum.loss_fn_inputs["advantages"].to_numpy()
+        ratio = np.exp(lp.astype(np.float64) - q)
+        expected += -np.minimum(ratio * adv, np.clip(ratio, low, high) * adv).sum()
+    result = trainer.forward(data, "ppo").result()
+    np.testing.assert_allclose(result.metrics["loss:sum"], expected, rtol=1e-4, atol=1e-4)
