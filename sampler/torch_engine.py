@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from anvil.peft_format import read_peft_adapter
+from anvil.peft_format import WEIGHTS_FILE, read_peft_adapter
 from anvil.types import SampledSequence, SampleResult, SampleWork
 from trainer.lora import LoraWeights, Segment, inject_multi_lora, routed
 
@@ -32,7 +32,8 @@ class TorchSamplingEngine:
         self.routing, self.layers = inject_multi_lora(self.model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.eos_token_ids = _eos_token_ids(path, self.tokenizer, self.model.config)
-        self._adapters: OrderedDict[Path, str] = OrderedDict()
+        # loaded adapters by key, least recently used first
+        self._adapters: OrderedDict[str, Path] = OrderedDict()
 
     def sample(self, work: SampleWork, adapter: Path | None) -> SampleResult:
         key = self._activate(adapter)
@@ -42,11 +43,14 @@ class TorchSamplingEngine:
     def _activate(self, folder: Path | None) -> str | None:
         if folder is None:
             return None
-        if folder in self._adapters:
-            self._adapters.move_to_end(folder)
-            return self._adapters[folder]
+        # a named checkpoint saved again gets new files in the same folder: key on the file's
+        # identity too, so new weights are never served from a stale cached adapter
+        stat = (folder / WEIGHTS_FILE).stat()
+        key = f"{folder}@{stat.st_ino}:{stat.st_mtime_ns}"
+        if key in self._adapters:
+            self._adapters.move_to_end(key)
+            return key
         config, weights = read_peft_adapter(folder)
-        key = str(folder)
         scale = float(config["lora_alpha"]) / float(config["r"])
         for path, (lora_a, lora_b) in weights.items():
             self.layers[path].adapters[key] = LoraWeights(
@@ -54,9 +58,9 @@ class TorchSamplingEngine:
                 lora_B=torch.nn.Parameter(lora_b.to(self.device), requires_grad=False),
                 scale=scale,
             )
-        self._adapters[folder] = key
+        self._adapters[key] = folder
         if len(self._adapters) > MAX_LOADED_ADAPTERS:
-            _, evicted = self._adapters.popitem(last=False)
+            evicted, _ = self._adapters.popitem(last=False)
             for layer in self.layers.values():
                 layer.adapters.pop(evicted, None)
         return key

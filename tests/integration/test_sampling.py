@@ -191,3 +191,17 @@ def test_old_unnamed_sampler_saves_are_dropped_with_a_clear_error(service_client
         samplers[0].sample(_prompt(tokenizer), 1, params).result()
     assert len(samplers[-1].sample(_prompt(tokenizer), 1, params).result().sequences) == 1
     assert len(samplers[1].sample(_prompt(tokenizer), 1, params).result().sequences) == 1
+
+
+def test_resaving_a_named_sampler_checkpoint_serves_the_new_weights(service_client, tokenizer):
+    trainer = new_trainer(service_client, rank=4, seed=24)
+    tokens = tokenizer.encode("Two plus two is four.")
+    path = trainer.save_weights_for_sampler("reused-name").result().path
+    before = service_client.create_sampling_client(model_path=path).result().compute_logprobs(types.ModelInput.from_ints(tokens)).result()
+    trainer.forward_backward([sft_datum(tokens)], "cross_entropy")
+    trainer.optim_step(types.AdamParams(learning_rate=1e-2)).result()
+    assert trainer.save_weights_for_sampler("reused-name").result().path == path
+    after = service_client.create_sampling_client(model_path=path).result().compute_logprobs(types.ModelInput.from_ints(tokens)).result()
+    (expected,) = logprobs_of(trainer.forward([sft_datum(tokens)], "cross_entropy").result())
+    np.testing.assert_allclose(after[1:], expected, atol=1e-3)
+    assert np.abs(np.array(after[1:]) - np.array(before[1:])).max() > 1e-3
