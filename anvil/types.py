@@ -5,6 +5,7 @@ the sampler never see the wire.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -66,6 +67,23 @@ class SampleWork:
     topk_prompt_logprobs: int = 0
 
 
+@dataclass(frozen=True)
+class AdapterRef:
+    """One version of a sampler checkpoint: what engines load and cache adapters by.
+
+    `version` changes whenever the checkpoint's files are written again (a named sampler
+    checkpoint saved anew), so new weights always get a new `key` and never a stale cache entry.
+    """
+
+    checkpoint: str  # tinker://<model_id>/sampler_weights/<name>
+    version: str
+    folder: Path  # PEFT adapter: adapter_config.json + adapter_model.safetensors
+
+    @property
+    def key(self) -> str:
+        return f"{self.checkpoint}@{self.version}"
+
+
 @dataclass
 class SampledSequence:
     tokens: list[int]
@@ -81,3 +99,5 @@ class SampleResult:
     # [len(prompt), k] ids and logprobs; row 0 is padding
     topk_prompt_ids: np.ndarray | None = None
     topk_prompt_logprobs: np.ndarray | None = None
+    # prompt tokens the engine took from its prefix cache instead of computing them
+    prompt_cache_hit_tokens: int = 0

@@ -121,6 +121,7 @@ def sample_response(result: SampleResult) -> pb.SampleResponse:
             tokens=np.asarray(seq.tokens, dtype="<i4").tobytes(),
             logprobs=np.asarray(seq.logprobs, dtype="<f4").tobytes(),
         )
+    response.prompt_cache_hit_tokens = result.prompt_cache_hit_tokens
     if result.prompt_logprobs is not None:
         response.prompt_logprobs = np.asarray(result.prompt_logprobs, dtype="<f4").tobytes()
     if result.topk_prompt_ids is not None:

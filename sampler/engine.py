@@ -1,18 +1,48 @@
-"""The interface every sampling engine implements (the torch reference engine today, vLLM next)."""
+"""The contract every sampling engine implements: the torch reference engine and the vLLM engine.
 
-from pathlib import Path
+An engine serves one base model, optionally through a LoRA adapter per request, and takes many
+requests in flight at once: `sample` is a coroutine, and an engine batches concurrent calls where
+it can (vLLM's continuous batching) or serialises them behind the same contract (the torch
+engine). All of an engine's coroutines run on one event loop, the sampling scheduler's.
+"""
+
+from dataclasses import dataclass
 from typing import Protocol
 
-from anvil.types import SampleResult, SampleWork
+from anvil.types import AdapterRef, SampleResult, SampleWork
+
+
+class EngineDead(RuntimeError):
+    """The engine stopped working (its process died); the fleet restarts it and retries the work."""
+
+
+@dataclass
+class EngineStats:
+    kind: str  # "torch" | "vllm"
+    base_model: str
+    in_flight: int  # requests accepted and not yet answered
+    requests_done: int
+    tokens_generated: int
+    adapters_resident: int  # adapters the engine holds loaded right now
 
 
 class SamplingEngine(Protocol):
+    kind: str
     base_model: str
 
-    def sample(self, work: SampleWork, adapter: Path | None) -> SampleResult:
-        """Sample `work` from the base model, or from it with the PEFT adapter in folder `adapter`.
-
-        Logprobs of sampled tokens are those of the temperature-scaled distribution; the stop token
-        or the token completing a stop string stays in the returned tokens.
-        """
+    def cannot_serve(self, adapter: AdapterRef | None) -> str | None:
+        """Why this engine cannot serve `adapter` exactly (None: it can). An engine never serves
+        an adapter without part of it; the fleet sends such work to an engine that can."""
         ...
+
+    async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
+        """Sample `work` from the base model, or through `adapter` (loaded on first use, reloaded
+        after eviction). Sampled-token logprobs are those of the temperature-scaled distribution
+        (before top-k/top-p truncation; at temperature 0, the unscaled one); the stop token or the
+        token completing a stop string stays in the returned tokens. Raises EngineDead when the
+        engine itself failed, any other exception when the work did."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def aclose(self) -> None: ...

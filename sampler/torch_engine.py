@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from anvil.peft_format import WEIGHTS_FILE, read_peft_adapter
 from anvil.types import SampledSequence, SampleResult, SampleWork
-from trainer.lora import LoraWeights, Segment, inject_multi_lora, routed
+from anvil.multi_lora import LoraWeights, Segment, inject_multi_lora, routed
 
 # adapters kept loaded at once; the least recently used is dropped and reloaded on demand
 MAX_LOADED_ADAPTERS = 64

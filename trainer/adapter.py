@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from anvil.types import AdamStep, LoraSpec
-from trainer.lora import LoraWeights, MultiLoraLinear, new_lora_weights, target_names
+from anvil.multi_lora import LoraWeights, MultiLoraLinear, new_lora_weights, target_names
 
 
 class Adapter:

@@ -13,7 +13,7 @@ import torch
 from anvil.peft_format import atomic_directory, read_peft_adapter, write_peft_adapter
 from anvil.types import LoraSpec
 from trainer.adapter import Adapter
-from trainer.lora import LORA_ALPHA
+from anvil.multi_lora import LORA_ALPHA
 
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "anvil_state.json"

@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from trainer.logprobs import target_logprobs
-from trainer.lora import Segment, inject_multi_lora, routed
+from anvil.device import pick_device
+from anvil.multi_lora import Segment, inject_multi_lora, routed
 
 
 @dataclass
@@ -18,12 +19,6 @@ class Row:
     adapter: str
     tokens: np.ndarray
     targets: np.ndarray
-
-
-def pick_device() -> tuple[torch.device, torch.dtype]:
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
 
 
 class BaseModelHost:

@@ -6,7 +6,7 @@ import torch
 
 from anvil.types import AdamStep, LoraSpec
 from trainer.adapter import Adapter
-from trainer.lora import MultiLoraLinear, LoraRouting
+from anvil.multi_lora import MultiLoraLinear, LoraRouting
 
 
 def _adapter() -> Adapter:
