@@ -75,7 +75,7 @@ class AdapterRef:
     checkpoint saved anew), so new weights always get a new `key` and never a stale cache entry.
     """
 
-    checkpoint: str  # tinker://<model_id>/sampler_weights/<name>
+    checkpoint: str  # tinker://<model_id>/sampler_weights/<name>, or unnamed:<folder>
     version: str
     folder: Path  # PEFT adapter: adapter_config.json + adapter_model.safetensors
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.errors import UserError
-from gateway.routes import futures, rest, sampling, session, training
+from gateway.routes import futures, metrics, rest, sampling, session, training
 from gateway.service import Service, Settings
 from losses.types import LossInputError
 
@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
             service.stop()
 
     app = FastAPI(title="anvil", lifespan=lifespan)
-    for module in (session, training, sampling, futures, rest):
+    for module in (session, training, sampling, futures, rest, metrics):
         app.include_router(module.router)
 
     @app.exception_handler(UserError)

@@ -10,6 +10,7 @@ import uvicorn
 from anvil.base_models import parse_model_flag
 from gateway.app import create_app
 from gateway.service import Settings
+from sampler.fleet import FleetConfig
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ANVIL_DATA_DIR", "~/.anvil")).expanduser()
 
@@ -25,6 +26,20 @@ def main(argv: list[str] | None = None) -> None:
         "--model", action="append", default=[], metavar="NAME=PATH",
         help="serve the local Hugging Face model folder PATH under NAME (repeatable)",
     )
+    serve.add_argument(
+        "--sampler-engine", choices=["auto", "vllm", "torch"], default="auto",
+        help="sampling engine: vllm, the in-process torch engine, or auto (vllm where it imports; default)",
+    )
+    serve.add_argument("--samplers", type=_positive, default=1, metavar="N", help="sampling engines per base model (default 1)")
+    serve.add_argument(
+        "--vllm-adapters", choices=["auto", "hot-swap", "lora"], default="auto",
+        help="how vLLM engines serve adapters: hot-swap (one merged into the weights at a time), "
+        "lora (vLLM's multi-LoRA path), auto (hot-swap on a CPU, lora on CUDA; default)",
+    )
+    serve.add_argument(
+        "--lora-slots", type=_positive, default=8, metavar="N",
+        help="adapters a lora-mode vLLM engine keeps loaded at once (default 8)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -32,9 +47,20 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings(data_dir=args.data_dir.expanduser().resolve(), models=models)
+    sampling = FleetConfig(
+        engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots
+    )
+    settings = Settings(data_dir=args.data_dir.expanduser().resolve(), models=models, sampling=sampling)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+# vLLM engines start worker processes that re-import the main module: only run when executed
 if __name__ == "__main__":
     main()

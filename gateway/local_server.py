@@ -21,18 +21,20 @@ def free_port() -> int:
 
 
 class AnvilServer:
-    def __init__(self, data_dir: Path, extra_models: dict[str, Path] | None = None):
+    def __init__(self, data_dir: Path, extra_models: dict[str, Path] | None = None, args: list[str] = ()):
+        """`args`: further `anvil serve` flags, e.g. ["--sampler-engine", "torch"]."""
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "server.log"
-        args = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
         for name, path in (extra_models or {}).items():
-            args += ["--model", f"{name}={path}"]
+            command += ["--model", f"{name}={path}"]
+        command += list(args)
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._wait_ready()
 
     def _wait_ready(self) -> None:

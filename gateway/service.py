@@ -4,8 +4,6 @@ import asyncio
 import hashlib
 import json
 import re
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,11 +12,11 @@ from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
 from gateway.metadata import CheckpointRow, MetadataStore, TrainingRunRow
 from gateway.press import Press
-from sampler.fleet import SamplerFleet
+from gateway.sample_scheduler import SampleScheduler
+from sampler.fleet import FleetConfig, SamplerFleet
 from trainer.worker import TrainerWorker
 
 CHECKPOINT_KINDS = ("weights", "sampler_weights")
-REMEMBERED_SAMPLE_REQUESTS = 100_000
 # unnamed sampler weights kept per model; a sampling client on an older save gets a clear 404
 KEPT_EPHEMERAL_SAVES = 32
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -30,6 +28,7 @@ class Settings:
     models: dict[str, Path] = field(default_factory=dict)
     # how long retrieve_future holds a poll open; below the SDK's 45 s read timeout
     long_poll_s: float = 25.0
+    sampling: FleetConfig = field(default_factory=FleetConfig)
 
 
 @dataclass(frozen=True)
@@ -49,28 +48,20 @@ class Service:
         self.futures = FutureStore(loop)
         self.trainer = TrainerWorker(self.registry)
         self.press = Press(self.trainer, self.futures)
-        self.fleet = SamplerFleet(self.registry)
-        # sampling runs beside training, on its own thread
-        self.sampler_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil-sampler")
-        # (sampling_session_id, seq_id) → request id, most recent last: a re-sent sample runs once
-        self.sample_requests: OrderedDict[tuple[str, int], str] = OrderedDict()
-        # running sample tasks, referenced so the event loop does not drop them
-        self.background_tasks: set[asyncio.Task] = set()
+        self.fleet = SamplerFleet(self.registry, settings.sampling)
+        # sampling runs beside training, on the scheduler's own thread and event loop
+        self.sampling = SampleScheduler(self.fleet, self.futures)
         # X-Idempotency-Key of create_session → session id
         self.session_keys: dict[str, str] = {}
         self._base_models: dict[str, BaseModelInfo] = {}
 
-    def remember_sample_request(self, key: tuple[str, int], request_id: str) -> None:
-        self.sample_requests[key] = request_id
-        if len(self.sample_requests) > REMEMBERED_SAMPLE_REQUESTS:
-            self.sample_requests.popitem(last=False)
-
     def start(self) -> None:
         self.press.start()
+        self.sampling.start()
 
     def stop(self) -> None:
         self.press.stop()
-        self.sampler_pool.shutdown(wait=False, cancel_futures=True)
+        self.sampling.stop()
 
     async def base_model(self, name: str) -> BaseModelInfo:
         """Resolve a served base model (building the built-in one on first use, off the loop)."""

@@ -5,13 +5,16 @@ text (encoded with special-token parsing switched off, so that message content c
 turn boundary). Hugging Face tokenizes the template's text by first splitting it at special
 tokens and then encoding each stretch in between on its own. Consecutive text pieces are therefore
 joined and encoded in one call, so that byte-pair merges across a piece boundary happen exactly
-as they do for the template's text; each token is then traced back to the pieces its characters
-came from through the tokenizer's offset mapping, which is how weights reach the tokens.
+as they do for the template's text, and as text at its place in the document (after a special
+token or not, see text_codec); each token is then traced back to the pieces its characters came
+from through the tokenizer's offset mapping, which is how weights reach the tokens.
 """
 
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from renderers.text_codec import encode_text
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def encode_pieces(tokenizer, pieces: Sequence[Piece]) -> EncodedPieces:
     token_pieces: list[tuple[int, int]] = []
     run: list[int] = []  # indices of the text pieces since the last special token
     strip_start = False  # the previous special token swallows whitespace after it
+    follows_special = False  # the run is not the start of the document
 
     for index, piece in enumerate(pieces):
         if not piece.is_special:
@@ -67,15 +71,15 @@ def encode_pieces(tokenizer, pieces: Sequence[Piece]) -> EncodedPieces:
             continue
         token_id = special_token_id(tokenizer, piece.text)
         lstrip, rstrip = strip_flags.get(token_id, (False, False))
-        _encode_run(tokenizer, pieces, run, strip_start, lstrip, tokens, token_pieces)
+        _encode_run(tokenizer, pieces, run, strip_start, lstrip, follows_special, tokens, token_pieces)
         tokens.append(token_id)
         token_pieces.append((index, index))
-        run, strip_start = [], rstrip
-    _encode_run(tokenizer, pieces, run, strip_start, False, tokens, token_pieces)
+        run, strip_start, follows_special = [], rstrip, True
+    _encode_run(tokenizer, pieces, run, strip_start, False, follows_special, tokens, token_pieces)
     return EncodedPieces(tokens, token_pieces)
 
 
-def _encode_run(tokenizer, pieces, run, strip_start, strip_end, tokens, token_pieces) -> None:
+def _encode_run(tokenizer, pieces, run, strip_start, strip_end, follows_special, tokens, token_pieces) -> None:
     run = [i for i in run if pieces[i].text]  # empty pieces own no character
     if not run:
         return
@@ -98,10 +102,7 @@ def _encode_run(tokenizer, pieces, run, strip_start, strip_end, tokens, token_pi
     if begin == end:
         return
 
-    encoding = tokenizer(
-        joined[begin:end], add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
-    )
-    for token_id, (char_start, char_end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):
+    for token_id, (char_start, char_end) in encode_text(tokenizer, joined[begin:end], follows_special):
         char_start += begin
         char_end = max(char_end + begin, char_start + 1)
         first = run[bisect.bisect_right(starts, char_start) - 1]

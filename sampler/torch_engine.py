@@ -1,20 +1,26 @@
 """In-process reference sampling engine on plain torch + transformers, with LoRA adapters.
 
-It runs the same multi-LoRA layers as the trainer, in float32, so its logprobs match the trainer's;
-it is the engine where vLLM is absent and the reference the vLLM engine is tested against.
+It runs the same multi-LoRA layers as the trainer, on the device and base precision the trainer
+uses (anvil/device.py), so its logprobs match the trainer's; it is the engine where vLLM is
+absent, the one for adapters vLLM cannot serve, and the reference the vLLM engine is tested
+against. Requests run one at a time on the engine's own thread, behind the async contract.
 """
 
+import asyncio
 import math
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from anvil.peft_format import WEIGHTS_FILE, read_peft_adapter
-from anvil.types import SampledSequence, SampleResult, SampleWork
+from anvil.device import pick_device
 from anvil.multi_lora import LoraWeights, Segment, inject_multi_lora, routed
+from anvil.peft_format import read_peft_adapter
+from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
+from sampler.engine import EngineStats
 
 # adapters kept loaded at once; the least recently used is dropped and reloaded on demand
 MAX_LOADED_ADAPTERS = 64
@@ -23,34 +29,64 @@ TOPK_PAD_LOGPROB = -99999.0
 
 
 class TorchSamplingEngine:
+    kind = "torch"
+
     def __init__(self, base_model: str, path: Path):
         self.base_model = base_model
-        self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.device, dtype = pick_device()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         model.requires_grad_(False)
         self.model = model.eval().to(self.device)
         self.routing, self.layers = inject_multi_lora(self.model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.eos_token_ids = _eos_token_ids(path, self.tokenizer, self.model.config)
-        # loaded adapters by key, least recently used first
-        self._adapters: OrderedDict[str, Path] = OrderedDict()
+        self.eos_token_ids = eos_token_ids(path, self.tokenizer, self.model.config)
+        # loaded adapters by AdapterRef.key (checkpoint and version), least recently used first
+        self._adapters: OrderedDict[str, AdapterRef] = OrderedDict()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil-torch-sampler")
+        self._in_flight = 0
+        self._requests_done = 0
+        self._tokens_generated = 0
 
-    def sample(self, work: SampleWork, adapter: Path | None) -> SampleResult:
+    def cannot_serve(self, adapter: AdapterRef | None) -> str | None:
+        return None  # the same layers as the trainer: whatever it trains, this engine serves
+
+    async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
+        self._in_flight += 1
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._thread, self.sample_now, work, adapter)
+        finally:
+            self._in_flight -= 1
+        self._requests_done += 1
+        self._tokens_generated += sum(len(seq.tokens) for seq in result.sequences)
+        return result
+
+    def sample_now(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
+        """Sample on the calling thread (the async `sample` runs this on the engine's thread)."""
         key = self._activate(adapter)
         with torch.no_grad():
             return self._sample(work, key)
 
-    def _activate(self, folder: Path | None) -> str | None:
-        if folder is None:
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            kind=self.kind,
+            base_model=self.base_model,
+            in_flight=self._in_flight,
+            requests_done=self._requests_done,
+            tokens_generated=self._tokens_generated,
+            adapters_resident=len(self._adapters),
+        )
+
+    async def aclose(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _activate(self, adapter: AdapterRef | None) -> str | None:
+        if adapter is None:
             return None
-        # a named checkpoint saved again gets new files in the same folder: key on the file's
-        # identity too, so new weights are never served from a stale cached adapter
-        stat = (folder / WEIGHTS_FILE).stat()
-        key = f"{folder}@{stat.st_ino}:{stat.st_mtime_ns}"
+        key = adapter.key
         if key in self._adapters:
             self._adapters.move_to_end(key)
             return key
-        config, weights = read_peft_adapter(folder)
+        config, weights = read_peft_adapter(adapter.folder)
         scale = float(config["lora_alpha"]) / float(config["r"])
         for path, (lora_a, lora_b) in weights.items():
             self.layers[path].adapters[key] = LoraWeights(
@@ -58,7 +94,7 @@ class TorchSamplingEngine:
                 lora_B=torch.nn.Parameter(lora_b.to(self.device), requires_grad=False),
                 scale=scale,
             )
-        self._adapters[key] = folder
+        self._adapters[key] = adapter
         if len(self._adapters) > MAX_LOADED_ADAPTERS:
             evicted, _ = self._adapters.popitem(last=False)
             for layer in self.layers.values():
@@ -160,7 +196,7 @@ def _fill_prompt_logprobs(result: SampleResult, logits_TV: torch.Tensor, work: S
         result.topk_prompt_ids, result.topk_prompt_logprobs = ids, values
 
 
-def _eos_token_ids(path: Path, tokenizer, config) -> list[int]:
+def eos_token_ids(path: Path, tokenizer, config) -> list[int]:
     ids: set[int] = set()
     try:
         eos = GenerationConfig.from_pretrained(path).eos_token_id

@@ -2,12 +2,13 @@ import os
 
 import pytest
 
+from sdk_helpers import ALIAS_MODEL, API_KEY
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TINKER_TELEMETRY", "0")
 
-API_KEY = "tml-anvil-tests"
-# a real model id served by a local folder (here the tiny model), as `--model` allows
-ALIAS_MODEL = "Qwen/Qwen3-8B"
+# the sampling engine the shared server runs: auto (vLLM where installed) unless a run asks otherwise
+SAMPLER_ENGINE = os.environ.get("ANVIL_TEST_SAMPLER_ENGINE", "auto")
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +16,9 @@ def anvil_server(tmp_path_factory):
     from gateway.local_server import AnvilServer, tiny_model_folder
 
     data_dir = tmp_path_factory.mktemp("anvil-data")
-    server = AnvilServer(data_dir, extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)})
+    server = AnvilServer(
+        data_dir, extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)}, args=["--sampler-engine", SAMPLER_ENGINE]
+    )
     yield server
     server.stop()
 

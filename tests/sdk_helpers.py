@@ -5,6 +5,9 @@ import tinker
 from tinker import types
 
 TINY = "anvil/tiny-qwen3"
+API_KEY = "tml-anvil-tests"
+# a real model id served by a local folder (here the tiny model), as `--model` allows
+ALIAS_MODEL = "Qwen/Qwen3-8B"
 
 
 def sft_datum(tokens: list[int], weights: list[float] | None = None) -> types.Datum:

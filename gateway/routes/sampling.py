@@ -1,21 +1,19 @@
 """Sampling endpoints: sampling sessions and asample."""
 
-import asyncio
-import logging
 from pathlib import Path
 
 from fastapi import APIRouter
 
-from gateway import proto_codec, wire
+from anvil.types import AdapterRef
+from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import NotFound, UserError
-from gateway.futures import Payload
 from gateway.metadata import SamplingSessionRow
 from gateway.sample_requests import sample_work
-from gateway.service import KEPT_EPHEMERAL_SAVES, Service
+from gateway.sample_scheduler import SampleJob
+from gateway.service import KEPT_EPHEMERAL_SAVES, Service, parse_tinker_path
 
 router = APIRouter(prefix="/api/v1")
-log = logging.getLogger(__name__)
 
 
 @router.post("/create_sampling_session")
@@ -25,6 +23,10 @@ async def create_sampling_session(body: wire.CreateSamplingSession, service: Ser
     if body.model_path:
         checkpoint = service.readable_checkpoint(owner, body.model_path)
         run = service.metadata.training_run(checkpoint.model_id)
+        if body.base_model and body.base_model != run.base_model:
+            raise UserError(
+                f"checkpoint {body.model_path!r} was trained on {run.base_model!r}, not on base_model {body.base_model!r}"
+            )
         row = SamplingSessionRow(
             sampling_session_id, body.session_id, owner, run.base_model, body.model_path, checkpoint.folder
         )
@@ -49,32 +51,35 @@ async def asample(body: wire.Sample, service: ServiceDep, owner: OwnerDep) -> di
         raise UserError("asample needs sampling_session_id and seq_id")
     row = _owned_sampling_session(service, owner, body.sampling_session_id)
     sequence_ids = [f"{row.sampling_session_id}:{body.seq_id}:{i}" for i in range(body.num_samples)]
-    key = (row.sampling_session_id, body.seq_id)
-    if key in service.sample_requests:
-        return {"request_id": service.sample_requests[key], "sample_sequence_ids": sequence_ids}
+    known = service.sampling.known_request(row.sampling_session_id, body.seq_id)
+    if known is not None:
+        return {"request_id": known, "sample_sequence_ids": sequence_ids}
     work = sample_work(body, await service.base_model(row.base_model))
-    adapter = Path(row.adapter_folder) if row.adapter_folder else None
-    if adapter is not None and not adapter.is_dir():
-        raise NotFound(
-            f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted, "
-            f"or it is an unnamed save older than the model's {KEPT_EPHEMERAL_SAVES} most recent"
-        )
-    request_id = service.futures.create("Sample")
-    service.remember_sample_request(key, request_id)
-    task = asyncio.create_task(_run_sample(service, request_id, row.base_model, adapter, work))
-    service.background_tasks.add(task)
-    task.add_done_callback(service.background_tasks.discard)
-    return {"request_id": request_id, "sample_sequence_ids": sequence_ids}
+    job = SampleJob(row.sampling_session_id, body.seq_id, row.base_model, _adapter(service, row), work)
+    return {"request_id": service.sampling.submit(job), "sample_sequence_ids": sequence_ids}
 
 
-async def _run_sample(service: Service, request_id: str, base_model: str, adapter: Path | None, work) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        result = await loop.run_in_executor(service.sampler_pool, service.fleet.sample, base_model, adapter, work)
-        service.futures.resolve(request_id, Payload.proto(proto_codec.sample_response(result)))
-    except Exception as exc:  # deliberate: a failed sample fails its future, the server goes on
-        log.exception("sample %s failed", request_id)
-        service.futures.fail(request_id, f"{type(exc).__name__}: {exc}", "server")
+def _adapter(service: Service, row: SamplingSessionRow) -> AdapterRef | None:
+    """The weights behind a sampling session, at their current version."""
+    gone = NotFound(
+        f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted, "
+        f"or it is an unnamed save older than the model's {KEPT_EPHEMERAL_SAVES} most recent"
+    )
+    if row.model_path is None:
+        if row.adapter_folder is None:
+            return None  # the base model
+        folder = Path(row.adapter_folder)
+        if not folder.is_dir():
+            raise gone
+        # unnamed saves (save_weights_and_get_sampling_client) get a folder of their own that is
+        # never written again, so one version is all they have
+        return AdapterRef(checkpoint=f"unnamed:{folder}", version="0", folder=folder)
+    model_id, kind, name = parse_tinker_path(row.model_path)
+    checkpoint = service.metadata.checkpoint(model_id, f"{kind}/{name}")
+    if checkpoint is None or not Path(checkpoint.folder).is_dir():
+        raise gone
+    # saving a named checkpoint again writes a new row: its creation time is the version
+    return AdapterRef(checkpoint=row.model_path, version=checkpoint.created, folder=Path(checkpoint.folder))
 
 
 def _owned_sampling_session(service: Service, owner: str, sampling_session_id: str) -> SamplingSessionRow:

@@ -10,7 +10,7 @@ import tinker
 from tinker import types
 from tinker.proto import tinker_public_pb2 as pb
 
-from conftest import API_KEY
+from sdk_helpers import API_KEY
 from sdk_helpers import TINY, new_trainer, sft_datum
 
 

@@ -6,7 +6,7 @@ import time
 import httpx
 import numpy as np
 
-from conftest import API_KEY
+from sdk_helpers import API_KEY
 from sdk_helpers import new_trainer, sft_datum
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import tinker
 from tinker import types
 
-from conftest import API_KEY
+from sdk_helpers import API_KEY
 from gateway.local_server import AnvilServer
 from sdk_helpers import TINY, logprobs_of, sft_datum
 

@@ -144,9 +144,9 @@ def test_generation_prompt_equals_hf(request, renderer_name, tokenizer_fixture, 
     tokens = renderer.build_generation_prompt(messages, tools=tools).to_ints()
 
     expected = tokenizer.apply_chat_template(
-        messages, tools=tools, add_generation_prompt=True, tokenize=True, **template_kwargs
-    )
-    assert tokens == list(expected)
+        messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True, **template_kwargs
+    )["input_ids"]
+    assert tokens == expected
 
 
 def _has_rendered_thinking(messages) -> bool:
@@ -229,8 +229,10 @@ def test_qwen3_instruct_matches_the_qwen3_template_where_the_formats_agree(qwen3
     for name in ("single_turn", "system_prompt", "multi_turn", "tool_calls"):
         messages, tools = CONVERSATIONS[name]
         tokens = renderer.build_generation_prompt(messages, tools=tools).to_ints()
-        expected = qwen3_tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True)
-        assert tokens == list(expected), name
+        expected = qwen3_tokenizer.apply_chat_template(
+            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        assert tokens == expected, name
     # and its replies carry no thinking block
     model_input, weights = renderer.build_supervised_example(CONVERSATIONS["multi_turn"][0][:3])
     trained = [t for t, w in zip(model_input.to_ints(), weights, strict=True) if w]

@@ -1,5 +1,7 @@
 """parse_response inverts rendering, and refuses responses that did not end properly."""
 
+import copy
+
 import pytest
 
 from renderers import get_renderer
@@ -119,3 +121,30 @@ def test_stop_sequences(qwen3_tokenizer, phi3_tokenizer, llama3_tokenizer):
     ]
     assert get_renderer("llama3", llama3_tokenizer).get_stop_sequences() == [128009, 128001]
     assert get_renderer("role_colon", llama3_tokenizer).get_stop_sequences() == ["\n\nUser:"]
+
+
+
+@pytest.mark.parametrize(
+    "renderer_name, tokenizer_fixture",
+    [
+        ("llama3", "llama3_tokenizer"),
+        ("role_colon", "llama3_tokenizer"),
+        ("qwen3", "qwen3_tokenizer"),
+        ("qwen2_5", "qwen2_5_tokenizer"),
+    ],
+)
+def test_parsing_keeps_spaces_that_decode_would_clean_up(request, renderer_name, tokenizer_fixture):
+    # Llama 3's tokenizer_config sets clean_up_tokenization_spaces, which makes decode turn " ?"
+    # into "?". transformers 4 applied it; 5.x skips it for BPE tokenizers unless forced, as here.
+    # Either way a parsed reply must be the text that was sampled, or it re-renders differently.
+    tokenizer = copy.deepcopy(request.getfixturevalue(tokenizer_fixture))
+    tokenizer.clean_up_tokenization_spaces = True
+    tokenizer.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = True
+    reply = {"role": "assistant", "content": "Ready ? Yes , it is ."}
+    assert tokenizer.decode(tokenizer.encode(reply["content"], add_special_tokens=False)) == "Ready? Yes, it is."
+    renderer = get_renderer(renderer_name, tokenizer)
+
+    parsed = renderer.parse_response(_sampled_reply(renderer, reply))
+
+    assert parsed.ending == "stop", parsed.problem
+    assert parsed.message == reply

@@ -93,7 +93,10 @@ def test_phi3_whitespace_handling_matches_hf(phi3_tokenizer, content):
     tokens = renderer.build_supervised_example(messages)[0].to_ints()
     assert tokens == phi3_tokenizer(expected, add_special_tokens=False)["input_ids"]
     prompt = renderer.build_generation_prompt(messages[:1]).to_ints()
-    assert prompt == list(phi3_tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True))
+    expected_prompt = phi3_tokenizer.apply_chat_template(
+        messages[:1], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+    assert prompt == expected_prompt
 
 
 def test_unknown_role_names_the_known_ones(qwen3_tokenizer):

@@ -1,0 +1,50 @@
+"""`GET /metrics`: the server's own figures in Prometheus text format (no user data in them)."""
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from gateway.deps import ServiceDep
+from gateway.service import Service
+
+router = APIRouter()
+
+
+class SamplingCollector:
+    """Reads the sampling scheduler and every started engine at scrape time."""
+
+    def __init__(self, service: Service):
+        self.service = service
+
+    def collect(self):
+        scheduler = self.service.sampling
+        yield GaugeMetricFamily(
+            "anvil_sampling_in_flight", "sampling requests accepted and not yet answered", value=scheduler.in_flight
+        )
+        requests = CounterMetricFamily("anvil_sampling_requests", "sampling requests by outcome", labels=["outcome"])
+        requests.add_metric(["ok"], scheduler.finished)
+        requests.add_metric(["failed"], scheduler.failed)
+        yield requests
+        labels = ["engine", "kind", "base_model"]
+        info = GaugeMetricFamily("anvil_sampler_engine_up", "1 for every started sampling engine", labels=labels)
+        in_flight = GaugeMetricFamily("anvil_sampler_queue_depth", "requests in flight on the engine", labels=labels)
+        done = CounterMetricFamily("anvil_sampler_requests", "requests the engine answered", labels=labels)
+        tokens = CounterMetricFamily("anvil_sampler_tokens_generated", "tokens the engine generated", labels=labels)
+        adapters = GaugeMetricFamily("anvil_sampler_adapters_resident", "adapters loaded on the engine", labels=labels)
+        restarts = CounterMetricFamily("anvil_sampler_restarts", "times the engine died and was replaced", labels=labels)
+        for name, stats, restart_count in scheduler.fleet.stats():
+            values = [name, stats.kind, stats.base_model]
+            info.add_metric(values, 1)
+            in_flight.add_metric(values, stats.in_flight)
+            done.add_metric(values, stats.requests_done)
+            tokens.add_metric(values, stats.tokens_generated)
+            adapters.add_metric(values, stats.adapters_resident)
+            restarts.add_metric(values, restart_count)
+        yield from (info, in_flight, done, tokens, adapters, restarts)
+
+
+@router.get("/metrics")
+async def metrics(service: ServiceDep) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SamplingCollector(service))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

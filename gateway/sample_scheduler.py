@@ -1,0 +1,94 @@
+"""The sampling scheduler: the press's counterpart for sampling.
+
+The gateway hands it sampling work; it runs the work on the fleet, on an event loop of its own in
+its own thread (engines batch the requests in flight there), and resolves each request's future
+on the gateway's loop. A re-sent request (same sampling session and seq_id) gets the first one's
+future and runs once.
+"""
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from anvil.types import AdapterRef, SampleResult, SampleWork
+from gateway import proto_codec
+from gateway.futures import FutureStore, Payload
+from sampler.fleet import SamplerFleet
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_REQUESTS = 100_000
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    sampling_session_id: str
+    seq_id: int
+    base_model: str
+    adapter: AdapterRef | None
+    work: SampleWork
+
+
+class SampleScheduler:
+    def __init__(self, fleet: SamplerFleet, futures: FutureStore):
+        self.fleet = fleet
+        self.futures = futures
+        # (sampling_session_id, seq_id) → request id, most recent last
+        self._requests: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="anvil-sampling", daemon=True)
+        self.submitted = 0
+        self.finished = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("sampler engine: %s (%s); %d per base model", self.fleet.kind, self.fleet.why, self.fleet.config.samplers)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        closing = asyncio.run_coroutine_threadsafe(self.fleet.aclose(), self._loop)
+        try:
+            closing.result(timeout=30)
+        except Exception:  # deliberate: shutting down; an engine that will not close is left behind
+            log.exception("closing the sampler fleet")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def known_request(self, sampling_session_id: str, seq_id: int) -> str | None:
+        return self._requests.get((sampling_session_id, seq_id))
+
+    def submit(self, job: SampleJob) -> str:
+        """Queue `job`; returns its request id (the first one's, for a re-sent request)."""
+        key = (job.sampling_session_id, job.seq_id)
+        if key in self._requests:
+            return self._requests[key]
+        request_id = self.futures.create("Sample")
+        self._requests[key] = request_id
+        if len(self._requests) > REMEMBERED_REQUESTS:
+            self._requests.popitem(last=False)
+        self.submitted += 1
+        running = asyncio.run_coroutine_threadsafe(self._run(job), self._loop)
+        running.add_done_callback(lambda done: self._finish(request_id, done))
+        return request_id
+
+    async def _run(self, job: SampleJob) -> SampleResult:
+        return await self.fleet.sample(job.base_model, job.sampling_session_id, job.adapter, job.work)
+
+    def _finish(self, request_id: str, done) -> None:
+        # runs on the sampling thread (encoding stays off the gateway's loop); resolve is thread-safe
+        exc = done.exception()
+        if exc is None:
+            self.finished += 1
+            self.futures.resolve(request_id, Payload.proto(proto_codec.sample_response(done.result())))
+            return
+        self.failed += 1
+        log.error("sample %s failed", request_id, exc_info=exc)
+        self.futures.fail(request_id, f"{type(exc).__name__}: {exc}", "server")
+
+    @property
+    def in_flight(self) -> int:
+        return self.submitted - self.finished - self.failed
