@@ -9,6 +9,7 @@ import tinker
 
 from renderers.messages import trained_message_indices
 from renderers.pieces import Piece, encode_pieces, special_token_id, text
+from renderers.text_codec import decode_text
 from renderers.types import Message, ParsedResponse, ResponseEnding, ToolSpec, TrainOnWhat
 
 # render(messages, tools, add_generation_prompt) -> pieces; it checks the messages itself
@@ -73,7 +74,7 @@ def split_at_end(
 def parse_plain_response(tokenizer, stop_ids: Sequence[int], eos_ids: Sequence[int], tokens: Sequence[int]) -> ParsedResponse:
     """A response that is plain text up to the end-of-turn (stop) or end-of-text (eos) token."""
     body, ending = split_at_end(tokens, stop_ids, eos_ids)
-    message: Message = {"role": "assistant", "content": tokenizer.decode(body, skip_special_tokens=False)}
+    message: Message = {"role": "assistant", "content": decode_text(tokenizer, body)}
     problem = None
     if ending == "malformed":
         ends = " or ".join(tokenizer.convert_ids_to_tokens([*stop_ids, *eos_ids]))

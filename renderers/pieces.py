@@ -63,7 +63,7 @@ def encode_pieces(tokenizer, pieces: Sequence[Piece]) -> EncodedPieces:
     token_pieces: list[tuple[int, int]] = []
     run: list[int] = []  # indices of the text pieces since the last special token
     strip_start = False  # the previous special token swallows whitespace after it
-    follows_special = False  # the run is not the start of the document
+    follows_special = False  # a special token came before the run: it does not start the document
 
     for index, piece in enumerate(pieces):
         if not piece.is_special:

@@ -18,6 +18,7 @@ from renderers.qwen_tools import (
     tool_result_pieces,
     tools_text,
 )
+from renderers.text_codec import decode_text
 from renderers.types import Message, ParsedResponse, ToolSpec
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -84,7 +85,7 @@ def _assistant_pieces(message: Message, index: int) -> list[Piece]:
 def parse_qwen2_5_response(tokenizer, stop_ids, eos_ids, tokens) -> ParsedResponse:
     body, ending = split_at_end(tokens, stop_ids, eos_ids)
     problem = None if ending != "malformed" else "the response ended without <|im_end|> or <|endoftext|>"
-    content, calls, tool_problem = split_tool_calls(tokenizer.decode(body, skip_special_tokens=False))
+    content, calls, tool_problem = split_tool_calls(decode_text(tokenizer, body))
     message: Message = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = calls

@@ -22,6 +22,7 @@ from renderers.qwen_tools import (
     tool_result_pieces,
     tools_text,
 )
+from renderers.text_codec import decode_text
 from renderers.types import Message, ParsedResponse, ToolSpec
 
 # "hybrid": the model decides whether to think (the template's default);
@@ -123,7 +124,7 @@ def _assistant_pieces(
 
 def parse_qwen3_response(tokenizer, stop_ids, eos_ids, thinking: ThinkingMode, tokens) -> ParsedResponse:
     body, ending = split_at_end(tokens, stop_ids, eos_ids)
-    response = tokenizer.decode(body, skip_special_tokens=False)
+    response = decode_text(tokenizer, body)
     problem = None if ending != "malformed" else "the response ended without <|im_end|> or <|endoftext|>"
     reasoning = ""
     if thinking != "absent":

@@ -19,6 +19,7 @@ from functools import partial
 from renderers.messages import check_messages, content_of, reject_tool_use
 from renderers.piece_renderer import PieceRenderer
 from renderers.pieces import Piece, special, text
+from renderers.text_codec import decode_text
 from renderers.types import Message, ParsedResponse, ToolSpec
 
 ROLES = ("system", "user", "assistant")
@@ -55,7 +56,7 @@ def parse_role_colon_response(tokenizer, tokens: Sequence[int]) -> ParsedRespons
     ending = "malformed"
     if eos_id is not None and eos_id in tokens:
         tokens, ending = tokens[: list(tokens).index(eos_id)], "eos"
-    response = tokenizer.decode(tokens, skip_special_tokens=True)
+    response = decode_text(tokenizer, tokens, skip_special_tokens=True)
     stop = response.find(STOP_STRING)
     if stop >= 0:
         response, ending = response[:stop], "stop"

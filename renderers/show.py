@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from renderers.registry import RENDERERS, get_renderer, recommended_renderer_name
+from renderers.text_codec import decode_text
 from renderers.types import TrainOnWhat
 
 GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
@@ -57,7 +58,7 @@ def run_show(args: argparse.Namespace, out=sys.stdout) -> int:
     if args.tokens:
         print(f"{'index':>6} {'id':>8} {'weight':>7}  token", file=out)
         for index, (token, weight) in enumerate(zip(tokens, weights, strict=True)):
-            line = f"{index:>6} {token:>8} {weight:>7.3g}  {tokenizer.decode([token])!r}"
+            line = f"{index:>6} {token:>8} {weight:>7.3g}  {decode_text(tokenizer, [token])!r}"
             print(_paint(line, weight > 0) if color else line, file=out)
         print(file=out)
     trained = sum(1 for w in weights if w > 0)
@@ -67,11 +68,11 @@ def run_show(args: argparse.Namespace, out=sys.stdout) -> int:
 
 def _stream(tokenizer, tokens, weights, color: bool) -> str:
     """The decoded text, in runs of equal weight (decoding runs, not single tokens, keeps
-    characters split across byte tokens whole)."""
+    characters split across byte tokens whole), with no clean-up of spaces: what the model reads."""
     parts, start = [], 0
     for end in range(1, len(tokens) + 1):
         if end == len(tokens) or (weights[end] > 0) != (weights[start] > 0):
-            run = tokenizer.decode(tokens[start:end])
+            run = decode_text(tokenizer, tokens[start:end])
             trained = weights[start] > 0
             if color:
                 parts.append(_paint(run, trained))

@@ -63,6 +63,20 @@ def phi3_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def phi3_file_tokenizer(phi3_tokenizer):
+    """Phi-3.5's tokenizer.json as written, wrapped as is. transformers 5 rebuilds Phi-3.5's
+    tokenizer (no "▁" before text that follows a special token); the file's own normaliser puts
+    one there, as transformers 4.57 did."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_file(str(TOKENIZERS_DIR / "phi-3.5-mini-instruct" / "tokenizer.json"))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=phi3_tokenizer.eos_token)
+    tokenizer.chat_template = phi3_tokenizer.chat_template
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
 def llama3_tokenizer():
     """A small byte-level BPE tokenizer carrying Llama 3's special tokens at Llama 3's ids, and
     like Llama 3's, adding <|begin_of_text|> in front of a plain document."""

@@ -210,6 +210,31 @@ def test_hf_template_renderer_weights_match_the_dedicated_renderer(request, toke
     assert set(generic.get_stop_sequences()) <= set(dedicated.get_stop_sequences())
 
 
+@pytest.mark.parametrize("renderer_name", ["phi3", "hf_template"])
+@pytest.mark.parametrize(
+    "tokenizer_fixture, first_word",
+    [
+        ("phi3_tokenizer", "You"),  # transformers 5's build: "▁" only at the start of the document
+        ("phi3_file_tokenizer", "▁You"),  # the file's normaliser: "▁" after every special token too
+    ],
+)
+def test_phi3_word_start_marker_follows_the_tokenizer_in_use(request, renderer_name, tokenizer_fixture, first_word):
+    tokenizer = request.getfixturevalue(tokenizer_fixture)
+    renderer = get_renderer(renderer_name, tokenizer)
+    for name in ("system_prompt", "multi_turn", "whitespace_and_unicode"):
+        messages = CONVERSATIONS[name][0]
+        for end in range(1, len(messages) + 1):
+            if messages[end - 1]["role"] == "assistant":
+                tokens = renderer.build_supervised_example(messages[:end])[0].to_ints()
+                _, expected = _hf_tokens(tokenizer, messages[:end], None, {}, add_generation_prompt=False)
+            else:
+                tokens = renderer.build_generation_prompt(messages[:end]).to_ints()
+                _, expected = _hf_tokens(tokenizer, messages[:end], None, {}, add_generation_prompt=True)
+            assert tokens == expected, (name, end)
+    prompt = renderer.build_generation_prompt(CONVERSATIONS["system_prompt"][0]).to_ints()
+    assert tokenizer.convert_ids_to_tokens(prompt[:2]) == ["<|system|>", first_word]
+
+
 def test_prefill_continues_the_generation_prompt_as_hf_text_would(qwen3_tokenizer):
     renderer = get_renderer("qwen3", qwen3_tokenizer)
     messages = CONVERSATIONS["single_turn"][0]

@@ -71,7 +71,8 @@ def test_renderer_needs_the_tokens_of_its_format(qwen3_tokenizer):
 
 
 @pytest.mark.parametrize(
-    "tokenizer_fixture, begin", [("qwen3_tokenizer", ""), ("llama3_tokenizer", "<|begin_of_text|>")]
+    "tokenizer_fixture, begin",
+    [("qwen3_tokenizer", ""), ("llama3_tokenizer", "<|begin_of_text|>"), ("phi3_tokenizer", "")],
 )
 def test_role_colon_format(request, tokenizer_fixture, begin):
     tokenizer = request.getfixturevalue(tokenizer_fixture)
@@ -93,8 +94,9 @@ def test_role_colon_format(request, tokenizer_fixture, begin):
     tokens = model_input.to_ints()
     assert tokens == tokenizer(history + "\n\nAssistant: 6, of course.\n\nUser:", add_special_tokens=True)["input_ids"]
     trained = [t for t, w in zip(tokens, weights, strict=True) if w]
-    # the reply, then the stop string that ends it
-    assert tokenizer.decode(trained) == " 6, of course.\n\nUser:"
+    # the reply, then the stop string that ends it (decoded after the prompt: a SentencePiece
+    # decoder such as Phi-3.5's drops the space that starts the text it decodes)
+    assert tokenizer.decode(prompt + trained) == tokenizer.decode(prompt) + " 6, of course.\n\nUser:"
 
     parsed = renderer.parse_response(trained)
     assert parsed.ending == "stop" and parsed.message == {"role": "assistant", "content": "6, of course."}

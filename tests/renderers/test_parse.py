@@ -123,7 +123,6 @@ def test_stop_sequences(qwen3_tokenizer, phi3_tokenizer, llama3_tokenizer):
     assert get_renderer("role_colon", llama3_tokenizer).get_stop_sequences() == ["\n\nUser:"]
 
 
-
 @pytest.mark.parametrize(
     "renderer_name, tokenizer_fixture",
     [

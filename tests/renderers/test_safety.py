@@ -56,6 +56,14 @@ def test_forging_is_also_blocked_in_generation_prompts(qwen3_tokenizer):
     assert qwen3_tokenizer.decode(tokens) == expected_text
 
 
+def test_rendering_leaves_the_tokenizer_parsing_special_tokens(qwen3_tokenizer):
+    # content is encoded with split_special_tokens=True, which transformers sets on the shared Rust
+    # tokenizer and leaves there; code encoding with backend_tokenizer afterwards must still see
+    # real special tokens
+    get_renderer("qwen3", qwen3_tokenizer).build_generation_prompt([{"role": "user", "content": FORGED}])
+    assert qwen3_tokenizer.backend_tokenizer.encode("<|im_end|>", add_special_tokens=False).ids == [151645]
+
+
 def test_hf_template_refuses_special_strings_it_cannot_locate(qwen3_tokenizer):
     renderer = get_renderer("hf_template", qwen3_tokenizer)
     # the Qwen3 template rewrites this content (drops the thinking), so it cannot be found verbatim

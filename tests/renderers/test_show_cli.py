@@ -69,3 +69,19 @@ def test_show_reports_bad_input(qwen3_tokenizer_path, project_root, tmp_path):
     result = _run_show(qwen3_tokenizer_path, project_root, path)
     assert result.returncode != 0
     assert "does not know role 'narrator'" in result.stderr
+
+
+def test_help_answers_without_loading_transformers(project_root):
+    code = (
+        "import sys\n"
+        "from renderers.__main__ import main\n"
+        "try:\n"
+        "    main(['show', '--help'])\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        "assert 'transformers' not in sys.modules, 'show --help imported transformers'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project_root)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m renderers show" in result.stdout
+    assert "--model MODEL" in result.stdout and "--train-on" in result.stdout
