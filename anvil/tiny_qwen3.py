@@ -13,15 +13,18 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 TINY_QWEN3_NAME = "anvil/tiny-qwen3"
 # bump when the recipe below changes, so a stale cache is rebuilt rather than reused
-TINY_QWEN3_VERSION = 1
+TINY_QWEN3_VERSION = 2
 WEIGHTS_SEED = 1234
 BPE_VOCAB_SIZE = 1024
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# single tokens that are not special, as in the real Qwen3 tokenizer: renderers that encode
+# message content with special tokens disabled must still see one token each
+THINK_TOKENS = ["<think>", "</think>"]
 
 # Qwen-style ChatML, without tools: <|im_start|>role\ncontent<|im_end|>\n per message.
 CHAT_TEMPLATE = (
@@ -90,11 +93,12 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=BPE_VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + THINK_TOKENS,  # fixed ids 0-4
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(corpus.splitlines(keepends=True), trainer)
+    bpe.add_tokens([AddedToken(token, special=False, normalized=False) for token in THINK_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",

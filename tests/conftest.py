@@ -2,13 +2,11 @@ import os
 
 import pytest
 
-from sdk_helpers import ALIAS_MODEL, API_KEY
+from sdk_helpers import ALIAS_MODEL, API_KEY, SAMPLER_ENGINE
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TINKER_TELEMETRY", "0")
 
-# the sampling engine the shared server runs: auto (vLLM where installed) unless a run asks otherwise
-SAMPLER_ENGINE = os.environ.get("ANVIL_TEST_SAMPLER_ENGINE", "auto")
 
 
 @pytest.fixture(scope="session")

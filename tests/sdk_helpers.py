@@ -1,5 +1,7 @@
 """Small builders for tests that drive anvil through the official tinker SDK."""
 
+import os
+
 import numpy as np
 import tinker
 from tinker import types
@@ -8,6 +10,8 @@ TINY = "anvil/tiny-qwen3"
 API_KEY = "tml-anvil-tests"
 # a real model id served by a local folder (here the tiny model), as `--model` allows
 ALIAS_MODEL = "Qwen/Qwen3-8B"
+# the sampling engine test servers run: auto (vLLM where installed) unless a run asks otherwise
+SAMPLER_ENGINE = os.environ.get("ANVIL_TEST_SAMPLER_ENGINE", "auto")
 
 
 def sft_datum(tokens: list[int], weights: list[float] | None = None) -> types.Datum:

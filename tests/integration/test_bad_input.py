@@ -146,3 +146,39 @@ def test_sampling_unknown_base_model(service_client):
 
 def test_base_model_is_tiny(trainer):
     assert trainer.get_info().model_data.model_name == TINY
+
+
+def _sampling_session(anvil_server, model_path: str | None = None, base_model: str | None = None) -> str:
+    session = _post(anvil_server, "create_session", json={"tags": [], "sdk_version": "0.38.0", "type": "create_session"})
+    session_id = session.json()["session_id"]
+    created = _post(anvil_server, "create_sampling_session", json={
+        "session_id": session_id, "sampling_session_seq_id": 0, "model_path": model_path, "base_model": base_model,
+    })
+    assert created.status_code == 200, created.text
+    return created.json()["sampling_session_id"]
+
+
+def _asample(anvil_server, sampling_session_id: str, prompt: list[int], **params) -> httpx.Response:
+    return _post(anvil_server, "asample", json={
+        "sampling_session_id": sampling_session_id, "seq_id": 0, "num_samples": 1,
+        "prompt": {"chunks": [{"type": "encoded_text", "tokens": prompt}]}, "sampling_params": params,
+    })
+
+
+@pytest.mark.parametrize("stop", [[1, "two"], {"a": 1}, 3, [[1]], [None]])
+def test_stop_of_the_wrong_type(anvil_server, stop):
+    response = _asample(anvil_server, _sampling_session(anvil_server, base_model=TINY), [1, 2], max_tokens=2, stop=stop)
+    assert response.status_code in (400, 422), response.text
+    assert "stop" in response.text
+
+
+def test_prompt_longer_than_the_context(anvil_server):
+    sampling_session_id = _sampling_session(anvil_server, base_model=TINY)
+    response = _asample(anvil_server, sampling_session_id, [5] * 4096, max_tokens=4)
+    assert response.status_code == 400 and "exceeds the context" in response.json()["detail"]
+
+
+def test_checkpoint_of_another_base_model(service_client, trainer):
+    path = trainer.save_weights_for_sampler("other-base").result().path
+    with pytest.raises(tinker.BadRequestError, match="was trained on 'anvil/tiny-qwen3', not on base_model 'Qwen/Qwen3-8B'"):
+        service_client.create_sampling_client(model_path=path, base_model="Qwen/Qwen3-8B").result()
