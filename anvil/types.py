@@ -51,6 +51,10 @@ class ForwardBackwardResult:
     metrics: dict[str, float]
 
 
+# the most top-k prompt logprobs one sampling request may ask for, on every engine
+MAX_TOPK_PROMPT_LOGPROBS = 1024
+
+
 @dataclass(frozen=True)
 class SampleWork:
     prompt: list[int]

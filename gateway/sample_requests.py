@@ -1,6 +1,6 @@
 """Checks a sampling request and turns it into the sampler's SampleWork."""
 
-from anvil.types import SampleWork
+from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, SampleWork
 from gateway import wire
 from gateway.errors import UserError
 from gateway.service import BaseModelInfo
@@ -32,8 +32,10 @@ def sample_work(body: wire.Sample, base: BaseModelInfo) -> SampleWork:
         raise UserError(f"sampling_params.top_p must be in (0, 1], got {params.top_p}")
     if params.top_k == 0 or params.top_k < -1:
         raise UserError(f"sampling_params.top_k must be -1 (no limit) or >= 1, got {params.top_k}")
-    if body.topk_prompt_logprobs < 0:
-        raise UserError(f"topk_prompt_logprobs must be >= 0, got {body.topk_prompt_logprobs}")
+    if not 0 <= body.topk_prompt_logprobs <= MAX_TOPK_PROMPT_LOGPROBS:
+        raise UserError(
+            f"topk_prompt_logprobs must be between 0 and {MAX_TOPK_PROMPT_LOGPROBS}, got {body.topk_prompt_logprobs}"
+        )
     unsupported = {
         "topk_sample_logprobs": body.topk_sample_logprobs > 0,
         "prompt_alt_tokens_k": body.prompt_alt_tokens_k > 0,

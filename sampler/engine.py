@@ -6,6 +6,8 @@ it can (vLLM's continuous batching) or serialises them behind the same contract 
 engine). All of an engine's coroutines run on one event loop, the sampling scheduler's.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +26,38 @@ class EngineStats:
     requests_done: int
     tokens_generated: int
     adapters_resident: int  # adapters the engine holds loaded right now
+
+
+@dataclass
+class RequestCounts:
+    """The request figures every engine reports; `counting` wraps one request."""
+
+    in_flight: int = 0
+    requests_done: int = 0
+    tokens_generated: int = 0
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def done(self, result: SampleResult) -> SampleResult:
+        self.requests_done += 1
+        self.tokens_generated += sum(len(seq.tokens) for seq in result.sequences)
+        return result
+
+    def stats(self, kind: str, base_model: str, adapters_resident: int) -> EngineStats:
+        return EngineStats(
+            kind=kind,
+            base_model=base_model,
+            in_flight=self.in_flight,
+            requests_done=self.requests_done,
+            tokens_generated=self.tokens_generated,
+            adapters_resident=adapters_resident,
+        )
 
 
 class SamplingEngine(Protocol):

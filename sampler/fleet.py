@@ -20,7 +20,7 @@ from typing import Literal
 
 from anvil.base_models import BaseModelRegistry
 from anvil.device import has_cuda
-from anvil.types import AdapterRef, SampleResult, SampleWork
+from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, AdapterRef, SampleResult, SampleWork
 from sampler.engine import EngineDead, EngineStats, SamplingEngine
 from sampler.torch_engine import TorchSamplingEngine
 
@@ -159,7 +159,11 @@ class SamplerFleet:
             from sampler.vllm_engine import VllmSamplingEngine  # vLLM is imported only when used
 
             return await VllmSamplingEngine.start(
-                base_model, path, lora_slots=0 if hot_swap else self.config.lora_slots, hot_swap=hot_swap
+                base_model,
+                path,
+                lora_slots=0 if hot_swap else self.config.lora_slots,
+                hot_swap=hot_swap,
+                max_topk_prompt_logprobs=MAX_TOPK_PROMPT_LOGPROBS,
             )
 
         return start_vllm

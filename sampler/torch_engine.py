@@ -20,7 +20,7 @@ from anvil.device import pick_device
 from anvil.multi_lora import LoraWeights, Segment, inject_multi_lora, routed
 from anvil.peft_format import read_peft_adapter
 from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
-from sampler.engine import EngineStats
+from sampler.engine import EngineStats, RequestCounts
 
 # adapters kept loaded at once; the least recently used is dropped and reloaded on demand
 MAX_LOADED_ADAPTERS = 64
@@ -43,22 +43,15 @@ class TorchSamplingEngine:
         # loaded adapters by AdapterRef.key (checkpoint and version), least recently used first
         self._adapters: OrderedDict[str, AdapterRef] = OrderedDict()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil-torch-sampler")
-        self._in_flight = 0
-        self._requests_done = 0
-        self._tokens_generated = 0
+        self._counts = RequestCounts()
 
     def cannot_serve(self, adapter: AdapterRef | None) -> str | None:
         return None  # the same layers as the trainer: whatever it trains, this engine serves
 
     async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
-        self._in_flight += 1
-        try:
+        with self._counts.counting():
             result = await asyncio.get_running_loop().run_in_executor(self._thread, self.sample_now, work, adapter)
-        finally:
-            self._in_flight -= 1
-        self._requests_done += 1
-        self._tokens_generated += sum(len(seq.tokens) for seq in result.sequences)
-        return result
+        return self._counts.done(result)
 
     def sample_now(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
         """Sample on the calling thread (the async `sample` runs this on the engine's thread)."""
@@ -67,14 +60,7 @@ class TorchSamplingEngine:
             return self._sample(work, key)
 
     def stats(self) -> EngineStats:
-        return EngineStats(
-            kind=self.kind,
-            base_model=self.base_model,
-            in_flight=self._in_flight,
-            requests_done=self._requests_done,
-            tokens_generated=self._tokens_generated,
-            adapters_resident=len(self._adapters),
-        )
+        return self._counts.stats(self.kind, self.base_model, adapters_resident=len(self._adapters))
 
     async def aclose(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

@@ -40,7 +40,7 @@ from transformers import AutoTokenizer
 from anvil.device import vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
 from anvil.peft_format import CONFIG_FILE, KEY_PREFIX, WEIGHTS_FILE, write_peft_adapter
 from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
-from sampler.engine import EngineDead, EngineStats
+from sampler.engine import EngineDead, EngineStats, RequestCounts
 from sampler.torch_engine import TOPK_PAD_LOGPROB, eos_token_ids
 
 from vllm import SamplingParams
@@ -103,9 +103,7 @@ class VllmSamplingEngine:
         self._lora_module_paths = lora_module_paths
         self._facts: OrderedDict[str, AdapterFacts] = OrderedDict()
         self._request_ids = itertools.count()
-        self._in_flight = 0
-        self._requests_done = 0
-        self._tokens_generated = 0
+        self._counts = RequestCounts()
 
     @classmethod
     async def start(
@@ -239,8 +237,7 @@ class VllmSamplingEngine:
         return facts
 
     async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
-        self._in_flight += 1
-        try:
+        with self._counts.counting():
             reason = self.cannot_serve(adapter)
             if reason is not None:
                 raise ValueError(f"{adapter.checkpoint}: {reason}")
@@ -252,11 +249,7 @@ class VllmSamplingEngine:
                 result = await self._generate(work, await self._lora.request_for(adapter), cache_salt=None)
             else:
                 result = await self._generate(work, None, cache_salt=None)
-        finally:
-            self._in_flight -= 1
-        self._requests_done += 1
-        self._tokens_generated += sum(len(seq.tokens) for seq in result.sequences)
-        return result
+        return self._counts.done(result)
 
     async def _generate(self, work: SampleWork, lora_request: LoRARequest | None, cache_salt: str | None) -> SampleResult:
         greedy = work.temperature <= 0
@@ -294,14 +287,7 @@ class VllmSamplingEngine:
             resident = self._lora.resident()
         else:
             resident = int(self._gate is not None and self._gate.merged is not None)
-        return EngineStats(
-            kind=self.kind,
-            base_model=self.base_model,
-            in_flight=self._in_flight,
-            requests_done=self._requests_done,
-            tokens_generated=self._tokens_generated,
-            adapters_resident=resident,
-        )
+        return self._counts.stats(self.kind, self.base_model, adapters_resident=resident)
 
     async def aclose(self) -> None:
         self._watch.close()

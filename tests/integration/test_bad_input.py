@@ -182,3 +182,10 @@ def test_checkpoint_of_another_base_model(service_client, trainer):
     path = trainer.save_weights_for_sampler("other-base").result().path
     with pytest.raises(tinker.BadRequestError, match="was trained on 'anvil/tiny-qwen3', not on base_model 'Qwen/Qwen3-8B'"):
         service_client.create_sampling_client(model_path=path, base_model="Qwen/Qwen3-8B").result()
+
+
+def test_too_many_topk_prompt_logprobs(trainer, tokenizer):
+    sampler = trainer.save_weights_and_get_sampling_client().result()
+    prompt = types.ModelInput.from_ints(tokenizer.encode("Hello there"))
+    with pytest.raises(tinker.BadRequestError, match="topk_prompt_logprobs must be between 0 and 1024"):
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=1), include_prompt_logprobs=True, topk_prompt_logprobs=1025).result()

@@ -27,7 +27,7 @@ def _restarts(base_url: str) -> float:
 
 
 def test_killed_engine_is_restarted_and_requests_survive(anvil_server, service_client, tokenizer):
-    sampler = service_client.create_sampling_client(base_model="anvil/tiny-qwen3")
+    sampler = service_client.create_sampling_client(base_model="anvil/tiny-qwen3").result()
     prompt = types.ModelInput.from_ints(tokenizer.encode("Once upon a time"))
     sampler.sample(prompt, 1, types.SamplingParams(max_tokens=2)).result()  # the engine is up
     engines = _engine_processes(anvil_server.process.pid)

@@ -87,7 +87,7 @@ def test_many_adapters_sampled_concurrently_by_four_clients(anvil_server, tokeni
 
 
 def test_metrics_show_each_engine(anvil_server, service_client, tokenizer):
-    sampler = service_client.create_sampling_client(base_model="anvil/tiny-qwen3")
+    sampler = service_client.create_sampling_client(base_model="anvil/tiny-qwen3").result()
     _greedy(sampler, tokenizer.encode(PROMPT), max_tokens=3)
     response = httpx.get(f"{anvil_server.base_url}/metrics", timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
@@ -103,6 +103,6 @@ def test_metrics_show_each_engine(anvil_server, service_client, tokenizer):
 def test_same_seed_same_tokens_across_sessions(service_client, tokenizer, seed):
     prompt = types.ModelInput.from_ints(tokenizer.encode(PROMPT))
     params = types.SamplingParams(max_tokens=10, temperature=1.0, seed=seed)
-    a = service_client.create_sampling_client(base_model="anvil/tiny-qwen3").sample(prompt, 4, params).result()
-    b = service_client.create_sampling_client(base_model="anvil/tiny-qwen3").sample(prompt, 4, params).result()
+    a = service_client.create_sampling_client(base_model="anvil/tiny-qwen3").result().sample(prompt, 4, params).result()
+    b = service_client.create_sampling_client(base_model="anvil/tiny-qwen3").result().sample(prompt, 4, params).result()
     assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
