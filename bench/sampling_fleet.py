@@ -59,8 +59,8 @@ def measure_anvil(folder: Path, work: Path, args) -> tuple[dict[str, float], Pat
         trainer.optim_step(types.AdamParams(learning_rate=1e-2)).result()
         path = trainer.save_weights_for_sampler("bench").result().path
         adapter_folder = work / "data" / "checkpoints" / trainer.model_id / "sampler_weights" / "bench"
-        tuned = client.create_sampling_client(model_path=path)
-        base = client.create_sampling_client(base_model=MODEL)
+        tuned = client.create_sampling_client(model_path=path).result()
+        base = client.create_sampling_client(base_model=MODEL).result()
         for sampler in (tuned, base):  # engine start and first swap are not what is measured
             sampler.sample(prompt, 2, types.SamplingParams(max_tokens=4, seed=0)).result()
 

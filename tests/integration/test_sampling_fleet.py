@@ -62,7 +62,7 @@ def test_many_adapters_sampled_concurrently_by_four_clients(anvil_server, tokeni
             trainer.forward_backward(data, "cross_entropy")
             trainer.optim_step(types.AdamParams(learning_rate=3e-2))
             path = trainer.save_weights_for_sampler(f"c{c}-k{k}").result().path
-            seq = _greedy(client.create_sampling_client(model_path=path), prompt)
+            seq = _greedy(client.create_sampling_client(model_path=path).result(), prompt)
             np.testing.assert_allclose(seq.logprobs, _trainer_logprobs(trainer, prompt, list(seq.tokens)), atol=PARITY_ATOL)
             expected[path] = (list(seq.tokens), list(seq.logprobs))
     assert len({tuple(tokens) for tokens, _ in expected.values()}) > 1
@@ -70,7 +70,7 @@ def test_many_adapters_sampled_concurrently_by_four_clients(anvil_server, tokeni
     def sample_all(client_index: int) -> dict[str, types.SampledSequence]:
         client = clients[client_index]
         paths = list(expected)[client_index::4] + list(expected)[(client_index + 1) % 4 :: 4]
-        samplers = {path: client.create_sampling_client(model_path=path) for path in paths}
+        samplers = {path: client.create_sampling_client(model_path=path).result() for path in paths}
         futures = {
             path: sampler.sample(types.ModelInput.from_ints(prompt), 1, types.SamplingParams(max_tokens=8, temperature=0.0, stop=[]))
             for path, sampler in samplers.items()
