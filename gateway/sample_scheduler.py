@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from anvil.types import AdapterRef, SampleResult, SampleWork
 from gateway import proto_codec
 from gateway.futures import FutureStore, Payload
+from sampler.engine import SampleRejected
 from sampler.fleet import SamplerFleet
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class SampleScheduler:
             self.futures.resolve(request_id, Payload.proto(proto_codec.sample_response(done.result())))
             return
         self.failed += 1
+        if isinstance(exc, SampleRejected):
+            self.futures.fail(request_id, str(exc), "user")
+            return
         log.error("sample %s failed", request_id, exc_info=exc)
         self.futures.fail(request_id, f"{type(exc).__name__}: {exc}", "server")
 

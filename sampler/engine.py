@@ -18,6 +18,11 @@ class EngineDead(RuntimeError):
     """The engine stopped working (its process died); the fleet restarts it and retries the work."""
 
 
+class SampleRejected(ValueError):
+    """The engine refused the work as asked (the request's fault, e.g. a prompt longer than the
+    context the engine can hold): a user error, not retried."""
+
+
 @dataclass
 class EngineStats:
     kind: str  # "torch" | "vllm"
@@ -74,7 +79,8 @@ class SamplingEngine(Protocol):
         after eviction). Sampled-token logprobs are those of the temperature-scaled distribution
         (before top-k/top-p truncation; at temperature 0, the unscaled one); the stop token or the
         token completing a stop string stays in the returned tokens. Raises EngineDead when the
-        engine itself failed, any other exception when the work did."""
+        engine itself failed, SampleRejected when the request asks what the engine cannot do,
+        any other exception when the work failed."""
         ...
 
     def stats(self) -> EngineStats: ...

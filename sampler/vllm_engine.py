@@ -40,7 +40,7 @@ from transformers import AutoTokenizer
 from anvil.device import vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
 from anvil.peft_format import CONFIG_FILE, KEY_PREFIX, WEIGHTS_FILE, write_peft_adapter
 from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
-from sampler.engine import EngineDead, EngineStats, RequestCounts
+from sampler.engine import EngineDead, EngineStats, RequestCounts, SampleRejected
 from sampler.torch_engine import TOPK_PAD_LOGPROB, eos_token_ids
 
 from vllm import SamplingParams
@@ -49,6 +49,7 @@ from vllm.inputs.engine import tokens_input
 from vllm.lora.request import LoRARequest
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.exceptions import VLLMClientError
 from vllm.v1.engine.exceptions import EngineDeadError
 
 log = logging.getLogger(__name__)
@@ -585,6 +586,8 @@ class EngineWatch:
             return task.result()
         except EngineDeadError as exc:
             raise EngineDead(f"vLLM engine died: {exc}") from exc
+        except VLLMClientError as exc:
+            raise SampleRejected(str(exc)) from exc
 
     def close(self) -> None:
         self._watcher.cancel()

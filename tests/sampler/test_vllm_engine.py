@@ -13,7 +13,7 @@ import torch
 
 from anvil.multi_lora import ATTN_TARGETS, MLP_TARGETS, UNEMBED_TARGETS
 from anvil.types import AdapterRef, SampleResult, SampleWork
-from sampler.engine import EngineDead
+from sampler.engine import EngineDead, SampleRejected
 from sampler.torch_engine import eos_token_ids
 
 # Both engines run the tiny model in float32. They differ only in rounding (oneDNN GEMMs, vLLM's
@@ -320,3 +320,11 @@ def test_dead_engine_raises_engine_dead(loop, tiny_model):
 def test_torch_reference_is_float32(torch_engine):
     # the tolerances above assume both engines compute in float32
     assert next(torch_engine.model.parameters()).dtype == torch.float32
+
+
+def test_request_vllm_refuses_is_rejected_not_a_crash(loop, swap_engine):
+    # the fixture engines allow vLLM's default number of top-k logprobs, 64 (the server allows 1024)
+    too_many = greedy(max_tokens=1, topk_prompt_logprobs=100)
+    with pytest.raises(SampleRejected, match="prompt_logprobs"):
+        loop.run(swap_engine.sample(too_many, None))
+    assert len(loop.run(swap_engine.sample(greedy(max_tokens=2), None)).sequences[0].tokens) == 2
