@@ -46,7 +46,7 @@ class SampleScheduler:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("sampler engine: %s (%s); %d per base model", self.fleet.kind, self.fleet.why, self.fleet.config.samplers)
+        log.info("sampler engine: %s", self.fleet.describe())
 
     def stop(self) -> None:
         if not self._thread.is_alive():

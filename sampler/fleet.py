@@ -103,6 +103,7 @@ class SamplerFleet:
         self.registry = registry
         self.config = config
         self.kind, self.why = choose_engine_kind(config.engine)
+        self.hot_swap = config.vllm_adapters == "hot-swap" or (config.vllm_adapters == "auto" and not has_cuda())
         self._slots: dict[str, list[EngineSlot]] = {}
         self._fallback: dict[str, EngineSlot] = {}
         self._session_slot: OrderedDict[str, int] = OrderedDict()
@@ -153,7 +154,7 @@ class SamplerFleet:
     def _starter(self, kind: str, base_model: str, path: Path) -> Callable[[], Awaitable[SamplingEngine]]:
         if kind == "torch":
             return lambda: asyncio.to_thread(TorchSamplingEngine, base_model, path)
-        hot_swap = self.config.vllm_adapters == "hot-swap" or (self.config.vllm_adapters == "auto" and not has_cuda())
+        hot_swap = self.hot_swap
 
         async def start_vllm() -> SamplingEngine:
             from sampler.vllm_engine import VllmSamplingEngine  # vLLM is imported only when used
@@ -167,6 +168,15 @@ class SamplerFleet:
             )
 
         return start_vllm
+
+    def describe(self) -> str:
+        """What the fleet runs and why, for the server's start-up log."""
+        what = f"{self.kind} ({self.why}); {self.config.samplers} per base model"
+        if self.kind == "vllm":
+            mode = "hot-swap" if self.hot_swap else f"lora, {self.config.lora_slots} slots"
+            reason = "asked for" if self.config.vllm_adapters != "auto" else ("no CUDA" if self.hot_swap else "CUDA")
+            what += f"; adapters: {mode} ({reason}); the torch engine serves what vLLM cannot serve exactly"
+        return what
 
     def stats(self) -> list[tuple[str, EngineStats, int]]:
         """(engine name, its figures, its restarts) for every engine started so far."""

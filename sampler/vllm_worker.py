@@ -121,36 +121,39 @@ class AdapterMerger:
         self.changed: set[str] = set()
 
     def merge(self, folder: Path | None) -> None:
-        deltas = self._deltas(folder) if folder is not None else {}
-        touched = self.changed | set(deltas)
+        factors = self._factors(folder) if folder is not None else {}
+        touched = self.changed | set(factors)
         weights = {}
         for name in self._tensor_names_of_layers(touched):
             module = name.rpartition(".")[0]
             pristine = self.checkpoint.tensor(name)
-            if module in deltas and name == f"{module}.weight":
-                weights[name] = pristine.float() + deltas[module]
+            if module in factors and name == f"{module}.weight":
+                lora_b, lora_a, scale = factors[module]
+                # one fused pass over the (possibly vocabulary-wide) weight: no delta tensor
+                weights[name] = torch.addmm(pristine.float(), lora_b, lora_a, alpha=scale)
             else:
                 weights[name] = pristine
         # until the load completes, any touched module may hold either version
         self.changed = touched
         self._load(weights)
-        self.changed = set(deltas)
+        self.changed = set(factors)
 
-    def _deltas(self, folder: Path) -> dict[str, torch.Tensor]:
-        """Every delta checked against the base before any weight changes."""
+    def _factors(self, folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+        """(B, A, alpha/r) per module path, every shape checked against the base before any
+        weight changes."""
         config, lora = read_peft_adapter(folder)
         scale = float(config["lora_alpha"]) / float(config["r"])
-        deltas = {}
+        factors = {}
         for path, (lora_a, lora_b) in lora.items():
             name = f"{path}.weight"
             if name not in self.checkpoint.file_of:
                 raise ValueError(f"adapter {folder} targets {path}, which the base model's checkpoint lacks")
-            delta = (lora_b.float() @ lora_a.float()) * scale
+            merged_shape = (lora_b.shape[0], lora_a.shape[1])
             shape = tuple(self.checkpoint.tensor(name).shape)
-            if tuple(delta.shape) != shape:
-                raise ValueError(f"adapter {folder}: {path} delta is {tuple(delta.shape)}, the weight {shape}")
-            deltas[path] = delta
-        return deltas
+            if merged_shape != shape or lora_b.shape[1] != lora_a.shape[0]:
+                raise ValueError(f"adapter {folder}: {path} delta is {merged_shape}, the weight {shape}")
+            factors[path] = (lora_b.float(), lora_a.float(), scale)
+        return factors
 
     def _tensor_names_of_layers(self, paths: set[str]) -> list[str]:
         """All checkpoint tensors of the vLLM layers holding `paths`: a fused layer (qkv_proj,
