@@ -22,7 +22,7 @@ def reward(text: str) -> float:
 
 
 def main(base_url: str | None = None, base_model: str = "anvil/tiny-qwen3", steps: int = 12,
-         group_size: int = 8, lr: float = 2e-2) -> list[float]:
+         group_size: int = 8, lr: float = 5e-2) -> list[float]:
     service = tinker.ServiceClient(base_url=base_url)
     training = service.create_lora_training_client(base_model=base_model, rank=16, seed=0).result()
     tokenizer = training.get_tokenizer()
@@ -60,6 +60,6 @@ if __name__ == "__main__":
     parser.add_argument("--base-model", default="anvil/tiny-qwen3")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-2)
+    parser.add_argument("--lr", type=float, default=5e-2)
     args = parser.parse_args()
     main(args.base_url, args.base_model, args.steps, args.group_size, args.lr)
