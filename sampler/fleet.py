@@ -133,7 +133,7 @@ class SamplerFleet:
         reason = (await slot.get()).cannot_serve(adapter)
         if reason is None:
             return slot
-        log.info("sampler %s cannot serve %s (%s): the torch engine serves it", slot.name, adapter.checkpoint, reason)
+        log.debug("sampler %s cannot serve %s (%s): the torch engine serves it", slot.name, adapter.checkpoint, reason)
         return self._torch_slot(base_model)
 
     def _engine_slots(self, base_model: str) -> list[EngineSlot]:
