@@ -80,9 +80,12 @@ class MultiLoraLinear(nn.Module):
             if lora is None:
                 deltas.append(out.new_zeros(*x_rows.shape[:-1], self.out_features))
                 continue
-            # scale the rank-r activations, not the (much wider) output
-            hidden = (x_rows.to(lora.lora_A.dtype) @ lora.lora_A.T) * lora.scale
-            deltas.append((hidden @ lora.lora_B.T).to(out.dtype))
+            # the LoRA weights are float32 masters; the matmuls run in the activations' dtype
+            # (bf16 on a bf16 base model, as autocast would), and their gradients come back to
+            # the float32 weights through the casts. The rank-r activations are scaled, not the
+            # (much wider) output.
+            hidden = (x_rows @ lora.lora_A.to(x_rows.dtype).T) * lora.scale
+            deltas.append(hidden @ lora.lora_B.to(x_rows.dtype).T)
         return out + (deltas[0] if len(deltas) == 1 else torch.cat(deltas, dim=0))
 
 

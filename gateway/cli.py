@@ -8,6 +8,7 @@ from pathlib import Path
 import uvicorn
 
 from anvil.base_models import parse_model_flag
+from anvil.device import PRECISIONS, resolved_precision, set_precision
 from gateway.app import create_app
 from gateway.service import Settings
 from sampler.fleet import FleetConfig
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
         "--lora-slots", type=_positive, default=8, metavar="N",
         help="adapters a lora-mode vLLM engine keeps loaded at once (default 8)",
     )
+    serve.add_argument(
+        "--precision", choices=PRECISIONS, default=os.environ.get("ANVIL_PRECISION", "auto"),
+        help="dtype of the frozen base weights in the trainer and the sampling engines: bf16, fp32, or auto "
+        "(bf16 where the device multiplies it fast: CUDA, CPUs with AVX-512 BF16 or AMX; default). "
+        "LoRA weights, optimizer state and losses are float32 either way",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -47,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_precision(args.precision)
+    logging.getLogger("anvil").info("precision: %s (--precision %s)", resolved_precision(), args.precision)
     sampling = FleetConfig(
         engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots
     )

@@ -6,6 +6,9 @@ from sdk_helpers import ALIAS_MODEL, API_KEY, SAMPLER_ENGINE
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TINKER_TELEMETRY", "0")
+# float32 unless a test asks for bf16: most tests check exact equalities (tests/sdk_helpers.py
+# holds the bf16 tolerances of the parity tests that run at both precisions)
+os.environ.setdefault("ANVIL_PRECISION", "fp32")
 
 
 

@@ -31,14 +31,16 @@ class TrainedModel:
 
 
 class TrainerWorker:
-    def __init__(self, registry: BaseModelRegistry):
+    def __init__(self, registry: BaseModelRegistry, precision: str | None = None):
         self.registry = registry
+        # None: the process-wide choice (anvil.device)
+        self.precision = precision
         self.hosts: dict[str, BaseModelHost] = {}
         self.models: dict[str, TrainedModel] = {}
 
     def host(self, base_model: str) -> BaseModelHost:
         if base_model not in self.hosts:
-            self.hosts[base_model] = BaseModelHost(base_model, self.registry.resolve(base_model))
+            self.hosts[base_model] = BaseModelHost(base_model, self.registry.resolve(base_model), self.precision)
         return self.hosts[base_model]
 
     def create_model(self, model_id: str, base_model: str, spec: LoraSpec) -> None:
