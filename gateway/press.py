@@ -21,6 +21,7 @@ from typing import Any
 
 from gateway.errors import UserError
 from gateway.futures import FutureStore, Payload
+from gateway.press_metrics import PressMetrics
 from gateway.tick_stats import TickStats, TickTally
 from trainer.commands import Command, CommandFailure, ForwardBackward
 from trainer.pool import TrainerPool
@@ -76,6 +77,7 @@ class Press:
     def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic):
         self.pool = pool
         self.futures = futures
+        self.metrics = PressMetrics()
         self._clock = clock
         self._queues: dict[str, _ModelQueue] = {}
         self._seen: dict[tuple[str, int], str] = {}
@@ -131,8 +133,8 @@ class Press:
         return op.request_id
 
     def run_tick(self) -> TickStats:
-        """Run everything ready now, in rounds of one batch across models then barriers in seq
-        order, until nothing is ready; what it did."""
+        """Run everything ready now (rounds of one batch across models, then barriers in seq
+        order, until nothing is ready) and return what the tick did."""
         tally = TickTally()
         while True:
             batch = self._take(lambda op: op.batched, tally)
@@ -144,7 +146,10 @@ class Press:
             if not batch and not barriers:
                 break
             tally.rounds += 1
-        return tally.stats()
+        stats = tally.stats()
+        if stats.ops:
+            self.metrics.record(stats)
+        return stats
 
     def _run(self) -> None:
         while True:

@@ -272,6 +272,26 @@ def test_tick_stats(press, pool, futures, clock):
     assert press.queued_ops() == 0
 
 
+def test_ticks_feed_the_press_metrics(press, futures):
+    _open(press, futures, "m1", "m2")  # one tick of two creates
+    press.submit(_fb(futures, "m1", 1, lengths=(3, 4)))
+    press.submit(_fb(futures, "m2", 1, lengths=(5,)))
+    press.run_tick()
+    press.run_tick()  # nothing ready: not a tick
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for family in press.metrics.collect() for s in family.samples
+    }
+    assert samples[("anvil_press_ticks_total", ())] == 2
+    assert samples[("anvil_train_rows_total", ())] == 3
+    assert samples[("anvil_train_tokens_total", ())] == 12
+    assert samples[("anvil_press_ops_total", (("outcome", "ok"),))] == 4
+    assert samples[("anvil_press_tick_tokens_count", ())] == 1, "only ticks with forward/backward work"
+    assert samples[("anvil_press_tick_tokens_sum", ())] == 12
+    assert samples[("anvil_press_tick_adapters_sum", ())] == 2
+    assert samples[("anvil_press_queue_wait_seconds_count", ())] == 4
+    assert samples[("anvil_press_compute_seconds_sum", ())] == 2 * BARRIER_S + BATCH_S
+
+
 def test_an_op_has_a_command_or_a_failure():
     with pytest.raises(ValueError):
         TrainOp("m", 1, "req-1")
