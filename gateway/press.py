@@ -6,6 +6,10 @@ an idle server answers at once. Within a tick, every model's leading forward/for
 (up to its next barrier) goes into ONE trainer call, mixing adapters; then each model's barriers
 (optim_step, save, load) run in seq order; rounds repeat until nothing is ready, so a pipelined
 forward_backward + optim_step pair finishes in one tick.
+
+The press hands the trainer pool commands (plain data) and gets results back as data; each
+operation's `finish` then does the gateway's bookkeeping (metadata rows, pruning old folders) and
+makes the future's payload, on the press thread, never inside the trainer.
 """
 
 import logging
@@ -15,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from anvil.types import ForwardBackwardWork
 from gateway.errors import UserError
 from gateway.futures import FutureStore, Payload
-from trainer.worker import TrainerWorker
+from gateway.press_metrics import PressMetrics
+from gateway.tick_stats import TickStats, TickTally
+from trainer.commands import Command, CommandFailure, ForwardBackward
+from trainer.pool import TrainerPool
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +36,34 @@ SEQ_GAP_TIMEOUT_S = 10.0
 REMEMBERED_SEQ_IDS = 4096
 
 
+def _empty_payload(result: Any) -> Payload:
+    return Payload.json({})
+
+
 @dataclass
 class TrainOp:
+    """One training request in its model's queue.
+
+    Exactly one of `command` (for the trainer) and `failure` (a request that failed validation: it
+    keeps its seq_id slot, so later requests are not held up by a gap, and fails in its turn).
+    """
+
     model_id: str
     seq_id: int
     request_id: str
-    # exactly one of the two: work batched with other models' work, or a barrier run alone
-    work: ForwardBackwardWork | None = None
-    barrier: Callable[[TrainerWorker], Any] | None = None
-    # turns the trainer's result into the future's payload
-    finish: Callable[[Any], Payload] = field(default=lambda result: Payload.json(result or {}))
+    command: Command | None = None
+    # the trainer's result → the future's payload, after any bookkeeping the result calls for
+    finish: Callable[[Any], Payload] = _empty_payload
+    failure: CommandFailure | None = None
+    submitted_at: float = field(default=0.0, init=False)  # stamped by the press
+
+    def __post_init__(self):
+        if (self.command is None) == (self.failure is None):
+            raise ValueError("a TrainOp has either a command or a failure")
+
+    @property
+    def batched(self) -> bool:
+        return isinstance(self.command, ForwardBackward)
 
 
 @dataclass
@@ -50,15 +74,16 @@ class _ModelQueue:
 
 
 class Press:
-    def __init__(self, worker: TrainerWorker, futures: FutureStore):
-        self.worker = worker
+    def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic):
+        self.pool = pool
         self.futures = futures
+        self.metrics = PressMetrics()
+        self._clock = clock
         self._queues: dict[str, _ModelQueue] = {}
         self._seen: dict[tuple[str, int], str] = {}
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="anvil-press", daemon=True)
-        self.ticks = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -67,7 +92,8 @@ class Press:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     def open_model(self, model_id: str, create: TrainOp) -> str:
         """Register a model whose creation is `create` (seq 0); idempotent."""
@@ -85,6 +111,11 @@ class Press:
         with self._cond:
             return self._seen.get((model_id, seq_id))
 
+    def queued_ops(self) -> int:
+        """Operations submitted and not yet taken by a tick."""
+        with self._cond:
+            return sum(len(q.pending) for q in self._queues.values())
+
     def submit(self, op: TrainOp) -> str:
         """Queue `op`; a re-sent (model_id, seq_id) returns the first request id, runs once."""
         key = (op.model_id, op.seq_id)
@@ -94,11 +125,31 @@ class Press:
             queue = self._queues[op.model_id]
             if op.seq_id < queue.next_seq:
                 raise UserError(f"seq_id {op.seq_id} of {op.model_id} was already executed or skipped")
+            op.submitted_at = self._clock()
             self._seen[key] = op.request_id
             self._seen.pop((op.model_id, op.seq_id - REMEMBERED_SEQ_IDS), None)
             queue.pending[op.seq_id] = op
             self._cond.notify_all()
         return op.request_id
+
+    def run_tick(self) -> TickStats:
+        """Run everything ready now (rounds of one batch across models, then barriers in seq
+        order, until nothing is ready) and return what the tick did."""
+        tally = TickTally()
+        while True:
+            batch = self._take(lambda op: op.batched, tally)
+            if batch:
+                self._run_batch(batch, tally)
+            barriers = self._take(lambda op: not op.batched, tally)
+            for op in barriers:
+                self._run_barrier(op, tally)
+            if not batch and not barriers:
+                break
+            tally.rounds += 1
+        stats = tally.stats()
+        if stats.ops:
+            self.metrics.record(stats)
+        return stats
 
     def _run(self) -> None:
         while True:
@@ -107,38 +158,27 @@ class Press:
                     self._cond.wait(timeout=1.0)
                 if self._stopping:
                     return
-            self._tick()
+            self.run_tick()
 
-    def _tick(self) -> None:
-        self.ticks += 1
-        while True:
-            batch = self._take(lambda op: op.work is not None)
-            if batch:
-                self._run_batch(batch)
-            barriers = self._take(lambda op: op.barrier is not None)
-            for op in barriers:
-                self._run_barrier(op)
-            if not batch and not barriers:
-                return
-
-    def _take(self, wanted: Callable[[TrainOp], bool]) -> list[TrainOp]:
+    def _take(self, wanted: Callable[[TrainOp], bool], tally: TickTally) -> list[TrainOp]:
         """Pop each model's leading run of ready ops of one kind, in seq order."""
         taken = []
         with self._cond:
-            self._skip_gaps()
+            now = self._clock()
+            self._skip_gaps(now)
             for queue in self._queues.values():
                 while (op := queue.pending.get(queue.next_seq)) is not None and wanted(op):
                     del queue.pending[queue.next_seq]
                     queue.next_seq += 1
                     taken.append(op)
+                    tally.queue_wait_s.append(max(0.0, now - op.submitted_at))
         return taken
 
     def _any_ready(self) -> bool:
-        self._skip_gaps()
+        self._skip_gaps(self._clock())
         return any(q.next_seq in q.pending for q in self._queues.values())
 
-    def _skip_gaps(self) -> None:
-        now = time.monotonic()
+    def _skip_gaps(self, now: float) -> None:
         for model_id, queue in self._queues.items():
             if not queue.pending or queue.next_seq in queue.pending:
                 queue.blocked_since = None
@@ -151,38 +191,45 @@ class Press:
                 queue.blocked_since = None
                 log.warning("%s: seq_id %d..%d never arrived; moving on", model_id, missing, queue.next_seq - 1)
 
-    def _run_batch(self, ops: list[TrainOp]) -> None:
+    def _run_batch(self, ops: list[TrainOp], tally: TickTally) -> None:
+        commands = [op.command for op in ops]
+        started = self._clock()
         try:
-            results = self.worker.forward_backward([(op.model_id, op.work) for op in ops])
-        except Exception as exc:  # deliberate: one failed batch must not stop the press
+            results = self.pool.forward_backward(commands)
+        except Exception as exc:  # deliberate: a pool that breaks fails this batch, not the press
             log.exception("forward_backward batch of %d requests failed", len(ops))
-            for op in ops:
-                self._fail(op, exc)
-            return
+            results = [CommandFailure("server", f"{type(exc).__name__}: {exc}")] * len(ops)
+        tally.add_batch(commands, self._clock() - started)
         for op, result in zip(ops, results, strict=True):
-            self._finish(op, result)
+            self._settle(op, result, tally)
 
-    def _run_barrier(self, op: TrainOp) -> None:
-        try:
-            result = op.barrier(self.worker)
-        except Exception as exc:  # deliberate: report on the future, keep serving
-            if not isinstance(exc, UserError):
-                log.exception("%s seq %d failed", op.model_id, op.seq_id)
-            self._fail(op, exc)
+    def _run_barrier(self, op: TrainOp, tally: TickTally) -> None:
+        if op.failure is not None:
+            self._settle(op, op.failure, tally)
             return
-        self._finish(op, result)
+        started = self._clock()
+        try:
+            result = self.pool.run(op.command)
+        except Exception as exc:  # deliberate: report on the future, keep serving
+            log.exception("%s seq %d failed", op.model_id, op.seq_id)
+            result = CommandFailure("server", f"{type(exc).__name__}: {exc}")
+        tally.add_barrier(self._clock() - started)
+        self._settle(op, result, tally)
 
-    def _finish(self, op: TrainOp, result: Any) -> None:
+    def _settle(self, op: TrainOp, result: Any, tally: TickTally) -> None:
+        """Resolve or fail the op's future with what came back."""
+        if isinstance(result, CommandFailure):
+            tally.failed += 1
+            self.futures.fail(op.request_id, result.message, result.category)
+            return
         try:
             payload = op.finish(result)
-        except Exception as exc:  # deliberate: an encoding failure fails this future only
-            log.exception("encoding the result of %s seq %d failed", op.model_id, op.seq_id)
-            self._fail(op, exc)
+        except Exception as exc:  # deliberate: a failed bookkeeping step fails this future only
+            tally.failed += 1
+            if isinstance(exc, UserError):
+                self.futures.fail(op.request_id, exc.message, "user")
+            else:
+                log.exception("finishing %s seq %d failed", op.model_id, op.seq_id)
+                self.futures.fail(op.request_id, f"{type(exc).__name__}: {exc}", "server")
             return
         self.futures.resolve(op.request_id, payload)
-
-    def _fail(self, op: TrainOp, exc: Exception) -> None:
-        if isinstance(exc, UserError):
-            self.futures.fail(op.request_id, exc.message, "user")
-        else:
-            self.futures.fail(op.request_id, f"{type(exc).__name__}: {exc}", "server")

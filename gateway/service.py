@@ -14,6 +14,7 @@ from gateway.metadata import CheckpointRow, MetadataStore, TrainingRunRow
 from gateway.press import Press
 from gateway.sample_scheduler import SampleScheduler
 from sampler.fleet import FleetConfig, SamplerFleet
+from trainer.pool import InProcessTrainerPool
 from trainer.worker import TrainerWorker
 
 CHECKPOINT_KINDS = ("weights", "sampler_weights")
@@ -46,8 +47,8 @@ class Service:
         self.registry = BaseModelRegistry(settings.data_dir / "models", dict(settings.models))
         self.metadata = MetadataStore(settings.data_dir / "metadata.sqlite")
         self.futures = FutureStore(loop)
-        self.trainer = TrainerWorker(self.registry)
-        self.press = Press(self.trainer, self.futures)
+        self.trainer_pool = InProcessTrainerPool(TrainerWorker(self.registry))
+        self.press = Press(self.trainer_pool, self.futures)
         self.fleet = SamplerFleet(self.registry, settings.sampling)
         # sampling runs beside training, on the scheduler's own thread and event loop
         self.sampling = SampleScheduler(self.fleet, self.futures)
@@ -138,6 +139,3 @@ def check_checkpoint_name(name: str | None) -> str:
         )
     return name
 
-
-def folder_size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

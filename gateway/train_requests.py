@@ -4,9 +4,6 @@ A request that fails validation still takes its seq_id slot, as an operation tha
 with a user error when its turn comes, so later requests of the model are never held up by a gap.
 """
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 from tinker.proto import tinker_public_pb2 as pb
 
@@ -18,16 +15,12 @@ from gateway.press import TrainOp
 from losses.registry import get_loss
 from losses.types import LossInputError
 from losses.validate import validate_loss_request
-from trainer.worker import TrainerWorker
+from trainer.commands import CommandFailure, ForwardBackward, OptimStep, OptimStepResult
 
 
 def failing_op(model_id: str, seq_id: int, request_id: str, error: Exception) -> TrainOp:
     message = error.message if isinstance(error, UserError) else str(error)
-
-    def fail(worker: TrainerWorker) -> Any:
-        raise UserError(message)
-
-    return TrainOp(model_id, seq_id, request_id, barrier=fail)
+    return TrainOp(model_id, seq_id, request_id, failure=CommandFailure("user", message))
 
 
 def forward_backward_work(message: pb.ForwardBackwardRequest, vocab_size: int) -> ForwardBackwardWork:
@@ -63,7 +56,7 @@ def forward_backward_op(
         message.model_id,
         message.seq_id,
         request_id,
-        work=work,
+        ForwardBackward(message.model_id, work),
         finish=lambda result: Payload.proto(proto_codec.forward_backward_output(result)),
     )
 
@@ -92,16 +85,11 @@ def optim_step_op(body: wire.OptimStep, request_id: str) -> TrainOp:
         step = adam_step(body)
     except UserError as exc:
         return failing_op(body.model_id, body.seq_id, request_id, exc)
-    return barrier_op(
-        body.model_id,
-        body.seq_id,
-        request_id,
-        lambda worker: {"metrics": worker.optim_step(body.model_id, step)},
-    )
+    return TrainOp(body.model_id, body.seq_id, request_id, OptimStep(body.model_id, step), finish=_optim_step_payload)
 
 
-def barrier_op(model_id: str, seq_id: int, request_id: str, run: Callable[[TrainerWorker], dict]) -> TrainOp:
-    return TrainOp(model_id, seq_id, request_id, barrier=run, finish=Payload.json)
+def _optim_step_payload(result: OptimStepResult) -> Payload:
+    return Payload.json({"metrics": result.metrics})
 
 
 def _check_token_ids(tokens: np.ndarray, vocab_size: int, where: str) -> None:

@@ -13,6 +13,7 @@ import torch
 from anvil.peft_format import atomic_directory, read_peft_adapter, write_peft_adapter
 from anvil.types import LoraSpec
 from trainer.adapter import Adapter
+from trainer.errors import IncompatibleCheckpoint
 from anvil.multi_lora import LORA_ALPHA
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -41,7 +42,7 @@ def read_training_meta(folder: Path) -> tuple[str, LoraSpec]:
 def load_training_state(adapter: Adapter, folder: Path, with_optimizer: bool) -> None:
     _, weights = read_peft_adapter(folder)
     if set(weights) != set(adapter.weights):
-        raise ValueError(
+        raise IncompatibleCheckpoint(
             "checkpoint targets different layers than this model "
             f"({len(weights)} LoRA layers in the checkpoint, {len(adapter.weights)} in the model)"
         )
@@ -49,7 +50,7 @@ def load_training_state(adapter: Adapter, folder: Path, with_optimizer: bool) ->
         for path, (lora_a, lora_b) in weights.items():
             target = adapter.weights[path]
             if target.lora_A.shape != lora_a.shape:
-                raise ValueError(f"checkpoint rank {lora_a.shape[0]} differs from the model's {target.lora_A.shape[0]}")
+                raise IncompatibleCheckpoint(f"checkpoint rank {lora_a.shape[0]} differs from the model's {target.lora_A.shape[0]}")
             target.lora_A.copy_(lora_a)
             target.lora_B.copy_(lora_b)
     adapter.zero_grad()

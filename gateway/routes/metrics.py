@@ -43,8 +43,21 @@ class SamplingCollector:
         yield from (info, in_flight, done, tokens, adapters, restarts)
 
 
+class PressCollector:
+    """The press's per-tick figures, and how much training work waits for a tick."""
+
+    def __init__(self, service: Service):
+        self.service = service
+
+    def collect(self):
+        press = self.service.press
+        yield GaugeMetricFamily("anvil_press_queued_ops", "training operations waiting for a tick", value=press.queued_ops())
+        yield from press.metrics.collect()
+
+
 @router.get("/metrics")
 async def metrics(service: ServiceDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SamplingCollector(service))
+    registry.register(PressCollector(service))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

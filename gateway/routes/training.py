@@ -13,11 +13,21 @@ from anvil.types import LoraSpec
 from gateway import proto_codec, wire
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import UserError
+from gateway.futures import Payload
 from gateway.metadata import CheckpointRow, SamplingSessionRow, TrainingRunRow, now_iso
 from gateway.press import TrainOp
-from gateway.service import KEPT_EPHEMERAL_SAVES, Service, check_checkpoint_name, folder_size
-from gateway.train_requests import barrier_op, failing_op, forward_backward_op, optim_step_op
+from gateway.service import KEPT_EPHEMERAL_SAVES, Service, check_checkpoint_name
+from gateway.train_requests import failing_op, forward_backward_op, optim_step_op
 from trainer import checkpoints
+from trainer.commands import (
+    Command,
+    CreateModel,
+    CreateModelFromState,
+    LoadState,
+    SaveResult,
+    SaveSamplerWeights,
+    SaveState,
+)
 
 router = APIRouter(prefix="/api/v1")
 MAX_LORA_RANK = 1024
@@ -45,12 +55,9 @@ async def create_model(body: wire.CreateModel, service: ServiceDep, owner: Owner
     spec = LoraSpec(lora.rank, lora.seed, lora.train_attn, lora.train_mlp, lora.train_unembed)
     _record_run(service, owner, body.session_id, model_id, base.name, spec, body.user_metadata)
     request_id = service.futures.create("CreateModel")
-
-    def create(worker) -> dict:
-        worker.create_model(model_id, base.name, spec)
-        return {"model_id": model_id, "type": "create_model"}
-
-    return _future(service.press.open_model(model_id, barrier_op(model_id, 0, request_id, create)), model_id)
+    command = CreateModel(model_id, base.name, spec)
+    op = _answering_op(model_id, 0, request_id, command, {"model_id": model_id, "type": "create_model"})
+    return _future(service.press.open_model(model_id, op), model_id)
 
 
 @router.post("/get_info")
@@ -125,33 +132,30 @@ def _named_save_op(
         name = check_checkpoint_name(body.path)
     except UserError as exc:
         return failing_op(run.model_id, body.seq_id, request_id, exc)
-    folder = service.checkpoint_folder(run.model_id, kind, name)
+    folder = str(service.checkpoint_folder(run.model_id, kind, name))
+    save = SaveState if kind == "weights" else SaveSamplerWeights
 
-    def save(worker) -> dict:
-        if kind == "weights":
-            worker.save_state(run.model_id, folder)
-        else:
-            worker.save_sampler_weights(run.model_id, folder)
-        row = _checkpoint_row(run.model_id, kind, name, folder, body.ttl_seconds, body.user_metadata)
+    def list_checkpoint(result: SaveResult) -> Payload:
+        row = _checkpoint_row(run.model_id, kind, name, result, body.ttl_seconds, body.user_metadata)
         service.metadata.add_checkpoint(row)
-        return {"path": row.tinker_path}
+        return Payload.json({"path": row.tinker_path})
 
-    return barrier_op(run.model_id, body.seq_id, request_id, save)
+    return TrainOp(run.model_id, body.seq_id, request_id, save(run.model_id, folder), finish=list_checkpoint)
 
 
 def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.SaveWeightsForSampler, request_id: str) -> TrainOp:
     sampling_session_id = f"{run.session_id}:sample:{body.sampling_session_seq_id}"
     folder = service.data_dir / "ephemeral" / run.model_id / f"seq-{body.seq_id}"
 
-    def save(worker) -> dict:
-        worker.save_sampler_weights(run.model_id, folder)
+    def open_sampling_session(result: SaveResult) -> Payload:
         _drop_old_ephemeral_weights(folder.parent)
         service.metadata.add_sampling_session(
-            SamplingSessionRow(sampling_session_id, run.session_id, run.owner, run.base_model, None, str(folder))
+            SamplingSessionRow(sampling_session_id, run.session_id, run.owner, run.base_model, None, result.folder)
         )
-        return {"sampling_session_id": sampling_session_id, "type": "save_weights_for_sampler"}
+        return Payload.json({"sampling_session_id": sampling_session_id, "type": "save_weights_for_sampler"})
 
-    return barrier_op(run.model_id, body.seq_id, request_id, save)
+    command = SaveSamplerWeights(run.model_id, str(folder))
+    return TrainOp(run.model_id, body.seq_id, request_id, command, finish=open_sampling_session)
 
 
 @router.post("/load_weights")
@@ -175,11 +179,9 @@ async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: Owner
     except UserError as exc:
         return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, exc)))
 
-    def load(worker) -> dict:
-        worker.load_state(run.model_id, folder, body.optimizer)
-        return {"path": body.path, "model_id": run.model_id, "type": "load_weights"}
-
-    return _future(service.press.submit(barrier_op(run.model_id, body.seq_id, request_id, load)))
+    command = LoadState(run.model_id, str(folder), body.optimizer)
+    answer = {"path": body.path, "model_id": run.model_id, "type": "load_weights"}
+    return _future(service.press.submit(_answering_op(run.model_id, body.seq_id, request_id, command, answer)))
 
 
 async def _create_from_state(body: wire.LoadWeights, service: Service, owner: str) -> dict:
@@ -194,12 +196,15 @@ async def _create_from_state(body: wire.LoadWeights, service: Service, owner: st
     await service.base_model(base_model)
     _record_run(service, owner, body.session_id, model_id, base_model, spec, body.user_metadata)
     request_id = service.futures.create("LoadWeights")
+    command = CreateModelFromState(model_id, str(folder), body.optimizer)
+    op = _answering_op(model_id, 0, request_id, command, {"path": body.path, "model_id": model_id, "type": "load_weights"})
+    return _future(service.press.open_model(model_id, op), model_id)
 
-    def create(worker) -> dict:
-        worker.create_model_from_state(model_id, folder, body.optimizer)
-        return {"path": body.path, "model_id": model_id, "type": "load_weights"}
 
-    return _future(service.press.open_model(model_id, barrier_op(model_id, 0, request_id, create)), model_id)
+def _answering_op(model_id: str, seq_id: int, request_id: str, command: Command, answer: dict) -> TrainOp:
+    """An operation whose future gets `answer` once its command has run."""
+    payload = Payload.json(answer)
+    return TrainOp(model_id, seq_id, request_id, command, finish=lambda result: payload)
 
 
 def _drop_old_ephemeral_weights(model_folder: Path) -> None:
@@ -228,13 +233,15 @@ def _record_run(service: Service, owner: str, session_id: str, model_id: str, ba
     )
 
 
-def _checkpoint_row(model_id: str, kind: str, name: str, folder: Path, ttl_seconds: int | None, user_metadata) -> CheckpointRow:
+def _checkpoint_row(
+    model_id: str, kind: str, name: str, saved: SaveResult, ttl_seconds: int | None, user_metadata
+) -> CheckpointRow:
     expires = None
     if ttl_seconds:
         expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)).isoformat()
     return CheckpointRow(
-        model_id=model_id, checkpoint_id=f"{kind}/{name}", kind=kind, folder=str(folder), created=now_iso(),
-        size_bytes=folder_size(folder), public=False, expires_at=expires,
+        model_id=model_id, checkpoint_id=f"{kind}/{name}", kind=kind, folder=saved.folder, created=now_iso(),
+        size_bytes=saved.size_bytes, public=False, expires_at=expires,
         user_metadata={str(k): str(v) for k, v in (user_metadata or {}).items()},
     )
 

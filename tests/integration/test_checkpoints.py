@@ -131,6 +131,22 @@ def test_rest_client_lists_runs_and_checkpoints(service_client, rest_client, tok
     assert remaining == ["sampler_weights/listed-sampler"]
 
 
+@pytest.mark.filterwarnings("ignore:DEPRECATED:FutureWarning")  # load_state is deprecated, still served
+def test_a_checkpoint_with_other_lora_targets_is_a_user_error(service_client, tokenizer):
+    import tinker
+
+    attn_only = new_trainer(service_client, rank=4, seed=17, train_mlp=False)
+    path = attn_only.save_state("attn-only").result().path
+    everything = new_trainer(service_client, rank=4, seed=18)
+    with pytest.raises(tinker.RequestFailedError, match="checkpoint targets different layers") as caught:
+        everything.load_state(path).result()
+    assert caught.value.category == "user"
+    # the model is untouched and keeps training
+    datum = sft_datum(tokenizer.encode(TEXTS[0]))
+    assert everything.forward_backward([datum], "cross_entropy").result().metrics["loss:sum"] > 0
+    everything.optim_step(ADAM).result()
+
+
 def test_save_state_refuses_to_overwrite_by_default(service_client, tokenizer):
     import tinker
 
