@@ -12,25 +12,59 @@ os.environ.setdefault("ANVIL_PRECISION", "fp32")
 
 
 
-@pytest.fixture(scope="session")
-def anvil_server(tmp_path_factory):
+def _start_server(tmp_path_factory, precision: str):
     from gateway.local_server import AnvilServer, tiny_model_folder
 
-    data_dir = tmp_path_factory.mktemp("anvil-data")
+    data_dir = tmp_path_factory.mktemp(f"anvil-data-{precision}")
     server = AnvilServer(
-        data_dir, extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)}, args=["--sampler-engine", SAMPLER_ENGINE]
+        data_dir,
+        extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)},
+        args=["--sampler-engine", SAMPLER_ENGINE, "--precision", precision],
     )
+    server.precision = precision
+    return server
+
+
+@pytest.fixture(scope="session")
+def anvil_server(tmp_path_factory):
+    server = _start_server(tmp_path_factory, "fp32")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def service_client(anvil_server):
+def bf16_server(tmp_path_factory):
+    """A second server at bf16 base precision, for the parity tests that run at both precisions;
+    started only when one of them runs."""
+    server = _start_server(tmp_path_factory, "bf16")
+    yield server
+    server.stop()
+
+
+def _client(server):
     import tinker
 
-    client = tinker.ServiceClient(base_url=anvil_server.base_url, api_key=API_KEY)
+    return tinker.ServiceClient(base_url=server.base_url, api_key=API_KEY)
+
+
+@pytest.fixture(scope="session")
+def service_client(anvil_server):
+    client = _client(anvil_server)
     yield client
     client.close("success").result()
+
+
+@pytest.fixture(scope="session")
+def bf16_service_client(bf16_server):
+    client = _client(bf16_server)
+    yield client
+    client.close("success").result()
+
+
+@pytest.fixture
+def client_at(request):
+    """`client_at(precision)`: the service client of the server running at that precision."""
+    return lambda precision: request.getfixturevalue({"fp32": "service_client", "bf16": "bf16_service_client"}[precision])
 
 
 @pytest.fixture(scope="session")

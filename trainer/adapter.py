@@ -23,8 +23,10 @@ class Adapter:
             if path.rsplit(".", 1)[-1] in targets
         }
         self._layers = {path: layers[path] for path in self.weights}
-        # decoupled weight decay as torch applies it: p <- p * (1 - lr * weight_decay)
-        self.optimizer = torch.optim.AdamW(self.parameters(), lr=1e-4, foreach=False)
+        # decoupled weight decay as torch applies it: p <- p * (1 - lr * weight_decay). The fused
+        # kernel (CPU and CUDA) takes half the time of the per-tensor loop on a 151k-row lm_head
+        # LoRA, with the same update
+        self.optimizer = torch.optim.AdamW(self.parameters(), lr=1e-4, fused=True)
         self.steps = 0
 
     def parameters(self) -> list[nn.Parameter]:

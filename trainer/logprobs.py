@@ -51,8 +51,13 @@ class LogitsWorkspace:
         return held[:rows]
 
 
-def chunk_rows(vocab: int) -> int:
-    return max(1, LOGITS_CHUNK_BYTES // (4 * vocab))
+def chunk_bounds(rows: int, vocab: int) -> list[tuple[int, int]]:
+    """[start, stop) of each chunk: as few as the byte budget allows, of equal size (a small
+    last chunk would run its matmuls less efficiently)."""
+    largest = max(1, LOGITS_CHUNK_BYTES // (4 * vocab))
+    count = -(-rows // largest)
+    size = -(-rows // count) if count else 0
+    return [(start, min(rows, start + size)) for start in range(0, rows, size or 1)]
 
 
 def target_logprobs(
@@ -81,11 +86,16 @@ def _chunk_loras(spans, params, start: int, stop: int):
             yield lo - start, hi - start, params[2 * index], params[2 * index + 1], scale, index
 
 
+def _matmul_copies(params, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The LoRA weights in the matmul dtype, converted once per call rather than once per chunk."""
+    return [p.detach().to(dtype) for p in params]
+
+
 def _logits(out: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, loras) -> torch.Tensor:
     torch.mm(hidden, weight.T, out=out)
     for lo, hi, lora_a, lora_b, scale, _ in loras:
-        u = (hidden[lo:hi].float() @ lora_a.detach().T) * scale
-        out[lo:hi].addmm_(u.to(out.dtype), lora_b.detach().T.to(out.dtype))
+        u = (hidden[lo:hi] @ lora_a.T) * scale
+        out[lo:hi].addmm_(u, lora_b.T)
     return out
 
 
@@ -93,12 +103,11 @@ class _FusedTargetLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, targets, weight, spans, workspace, *params):
         rows, vocab = hidden.shape[0], weight.shape[0]
-        step = chunk_rows(vocab)
         logprobs = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
+        copies = _matmul_copies(params, hidden.dtype)
+        for start, stop in chunk_bounds(rows, vocab):
             logits = workspace.buffer("logits", stop - start, vocab, hidden.dtype, hidden.device)
-            _logits(logits, hidden[start:stop], weight, list(_chunk_loras(spans, params, start, stop)))
+            _logits(logits, hidden[start:stop], weight, list(_chunk_loras(spans, copies, start, stop)))
             if logits.dtype == torch.float32:
                 scores = logits
             else:
@@ -114,26 +123,25 @@ class _FusedTargetLogprobs(torch.autograd.Function):
     def backward(ctx, grad_NK):
         hidden, targets, weight, *params = ctx.saved_tensors
         rows, vocab = hidden.shape[0], weight.shape[0]
-        step = chunk_rows(vocab)
         grad_NK = grad_NK.float()
         grad_sum = grad_NK.sum(1, keepdim=True)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         param_grads = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
+        copies = _matmul_copies(params, hidden.dtype)
+        for start, stop in chunk_bounds(rows, vocab):
             h, t = hidden[start:stop], targets[start:stop]
             g, g_sum = grad_NK[start:stop], grad_sum[start:stop]
-            loras = list(_chunk_loras(ctx.spans, params, start, stop))
             logits = ctx.workspace.buffer("logits", stop - start, vocab, hidden.dtype, hidden.device)
-            probs = torch._softmax(_logits(logits, h, weight, loras), 1, False, out=logits)
+            probs = torch._softmax(_logits(logits, h, weight, list(_chunk_loras(ctx.spans, copies, start, stop))), 1, False, out=logits)
             # G·W = scatter(g)·W − Σg · (P·W): the target rows of W, minus the softmax-weighted mean
             grad_h = (g.unsqueeze(-1) * weight[t].float()).sum(1) - g_sum * (probs @ weight).float()
-            for lo, hi, lora_a, lora_b, scale, index in loras:
+            for lo, hi, lora_a, lora_b, scale, index in _chunk_loras(ctx.spans, params, start, stop):
                 a, b, h_rows = lora_a.detach(), lora_b.detach(), h[lo:hi].float()
+                b_matmul = copies[2 * index + 1]
                 g_rows, g_sum_rows, t_rows = g[lo:hi], g_sum[lo:hi], t[lo:hi]
                 # G·B, [rows, rank]
                 grad_b_side = (g_rows.unsqueeze(-1) * b[t_rows].float()).sum(1) - g_sum_rows * (
-                    probs[lo:hi] @ b.to(probs.dtype)
+                    probs[lo:hi] @ b_matmul
                 ).float()
                 grad_h[lo:hi] += scale * grad_b_side @ a.float()
                 param_grads[2 * index] += scale * grad_b_side.T @ h_rows

@@ -5,7 +5,7 @@ import pytest
 import torch
 from tinker import types
 
-from sdk_helpers import TINY, logprobs_of, new_trainer, sft_datum
+from sdk_helpers import PRECISIONS, TINY, logprobs_of, new_trainer, sft_datum
 
 TEXTS = ["The capital of France is Paris.", "Two plus two is four.", "One, two, three, four, five."]
 ADAM = types.AdamParams(learning_rate=5e-3, weight_decay=0.01, grad_clip_norm=1.0)
@@ -17,7 +17,10 @@ def _step(trainer, data) -> float:
     return fwdbwd.result().metrics["loss:sum"]
 
 
-def test_resume_with_optimizer_is_exact(service_client, tokenizer):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_resume_with_optimizer_is_exact(client_at, precision, tokenizer):
+    # exact at both precisions: the resumed model runs the same computation on the same weights
+    service_client = client_at(precision)
     data = [sft_datum(tokenizer.encode(t)) for t in TEXTS]
     straight = new_trainer(service_client, rank=8, seed=11)
     paused = new_trainer(service_client, rank=8, seed=11)

@@ -11,7 +11,7 @@ import tinker
 import torch
 from tinker import types
 
-from sdk_helpers import logprobs_of, new_trainer, sft_datum
+from sdk_helpers import PRECISIONS, logprobs_of, new_trainer, sft_datum
 
 ADAM = types.AdamParams(learning_rate=1e-2)
 
@@ -70,8 +70,12 @@ def _forward_logprobs(trainer, tokenizer) -> list[np.ndarray]:
     return logprobs_of(trainer.forward([sft_datum(tokenizer.encode(t)) for t in texts], "cross_entropy").result())
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize(("loss_fn", "config"), CASES)
-def test_builtin_loss_matches_formula_and_custom_loss_step(service_client, tokenizer, loss_fn, config):
+def test_builtin_loss_matches_formula_and_custom_loss_step(client_at, precision, tokenizer, loss_fn, config):
+    # the same tolerances at both precisions: the built-in and the custom step run the same
+    # trainer computation, and the formula is evaluated on the logprobs the trainer returned
+    service_client = client_at(precision)
     seed = 100 + CASES.index((loss_fn, config))
     builtin = new_trainer(service_client, rank=8, seed=seed)
     custom = new_trainer(service_client, rank=8, seed=seed)

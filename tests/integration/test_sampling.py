@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tinker import types
 
-from sdk_helpers import TINY, logprobs_of, new_trainer, sft_datum
+from sdk_helpers import PRECISIONS, SAMPLER_PARITY_ATOL, TINY, logprobs_of, new_trainer, sft_datum
 
 PROMPT_TEXT = "The capital of France is"
 
@@ -14,6 +14,21 @@ PROMPT_TEXT = "The capital of France is"
 @pytest.fixture(scope="module")
 def trained(service_client, tokenizer):
     """A briefly trained model and a sampling client on its current weights."""
+    return _train(service_client, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def trained_bf16(bf16_service_client, tokenizer):
+    """The same, on the server running at bf16 base precision."""
+    return _train(bf16_service_client, tokenizer)
+
+
+@pytest.fixture
+def trained_at(request):
+    return lambda precision: request.getfixturevalue({"fp32": "trained", "bf16": "trained_bf16"}[precision])
+
+
+def _train(service_client, tokenizer):
     trainer = new_trainer(service_client, rank=8, seed=21)
     data = [sft_datum(tokenizer.encode(t)) for t in ["The capital of France is Paris.", "Two plus two is four."]]
     for _ in range(3):
@@ -39,8 +54,9 @@ def test_same_seed_same_tokens(trained, tokenizer):
     assert all(s.sequence_id for s in a.sequences)
 
 
-def test_sampled_logprobs_equal_trainer_logprobs(trained, tokenizer):
-    trainer, sampler = trained
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_sampled_logprobs_equal_trainer_logprobs(trained_at, precision, tokenizer):
+    trainer, sampler = trained_at(precision)
     prompt = tokenizer.encode(PROMPT_TEXT)
     result = sampler.sample(
         types.ModelInput.from_ints(prompt), num_samples=2, sampling_params=types.SamplingParams(max_tokens=10, seed=3)
@@ -49,7 +65,7 @@ def test_sampled_logprobs_equal_trainer_logprobs(trained, tokenizer):
         assert seq.logprobs is not None and len(seq.logprobs) == len(seq.tokens)
         full = prompt + list(seq.tokens)
         (lp,) = logprobs_of(trainer.forward([sft_datum(full)], "cross_entropy").result())
-        np.testing.assert_allclose(seq.logprobs, lp[len(prompt) - 1 :], atol=1e-3)
+        np.testing.assert_allclose(seq.logprobs, lp[len(prompt) - 1 :], atol=SAMPLER_PARITY_ATOL[precision])
 
 
 def test_logprobs_are_temperature_scaled(trained, tokenizer):
@@ -116,13 +132,14 @@ def test_stop_tokens_end_the_sequence_and_are_included(trained, tokenizer):
     assert stopped.sequences[0].stop_reason == "stop"
 
 
-def test_compute_logprobs_equals_forward(trained, tokenizer):
-    trainer, sampler = trained
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_compute_logprobs_equals_forward(trained_at, precision, tokenizer):
+    trainer, sampler = trained_at(precision)
     tokens = tokenizer.encode("Two plus two is four.")
     computed = sampler.compute_logprobs(types.ModelInput.from_ints(tokens)).result()
     assert computed[0] is None and len(computed) == len(tokens)
     (lp,) = logprobs_of(trainer.forward([sft_datum(tokens)], "cross_entropy").result())
-    np.testing.assert_allclose(computed[1:], lp, atol=1e-3)
+    np.testing.assert_allclose(computed[1:], lp, atol=SAMPLER_PARITY_ATOL[precision])
 
 
 def test_prompt_logprobs_and_topk(trained, tokenizer):
