@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
+from trainer.length_buckets import length_buckets
 from trainer.logprobs import HeadLora, LogitsWorkspace, target_logprobs
 from anvil.device import pick_device
 from anvil.multi_lora import MultiLoraLinear, Segment, inject_multi_lora, routed
@@ -44,22 +45,38 @@ class BaseModelHost:
         Rows must come grouped by adapter (each adapter's rows contiguous). Under autograd the
         result carries gradients to exactly the adapters of the rows.
         """
+        width = max(1 if r.targets.ndim == 1 else r.targets.shape[1] for r in rows)
+        hidden_parts, target_parts, loras, placed = [], [], [], []
+        offset = 0
+        for bucket in length_buckets([len(r.tokens) for r in rows]):
+            group = [rows[i] for i in bucket]
+            hidden_parts.append(self._hidden_states(group))
+            segments = _segments(group)
+            starts = offset + np.concatenate([[0], np.cumsum([len(r.tokens) for r in group])])
+            loras += self._head_loras(segments, starts)
+            for i, row, start, stop in zip(bucket, group, starts[:-1], starts[1:], strict=True):
+                row_targets = torch.from_numpy(row.targets).reshape(len(row.tokens), -1)
+                target_parts.append(torch.nn.functional.pad(row_targets, (0, width - row_targets.shape[1])))
+                placed.append((i, int(start), int(stop)))
+            offset = int(starts[-1])
+        hidden_NH = hidden_parts[0] if len(hidden_parts) == 1 else torch.cat(hidden_parts)
+        targets_NK = torch.cat(target_parts).to(self.device)
+        lp_NK = target_logprobs(hidden_NH, targets_NK, self.lm_head.weight, loras, self.workspace)
+        out: list[torch.Tensor | None] = [None] * len(rows)
+        for i, start, stop in placed:
+            lp = lp_NK[start:stop]
+            out[i] = lp[:, 0] if rows[i].targets.ndim == 1 else lp[:, : rows[i].targets.shape[1]]
+        return out  # type: ignore[return-value]
+
+    def _hidden_states(self, rows: list[Row]) -> torch.Tensor:
+        """The base model's last hidden states of every real token of `rows`, [tokens, hidden],
+        row after row."""
         lengths = [len(r.tokens) for r in rows]
         length = max(lengths)
-        width = max(1 if r.targets.ndim == 1 else r.targets.shape[1] for r in rows)
         input_ids = torch.zeros(len(rows), length, dtype=torch.long)
-        attention_mask = torch.zeros(len(rows), length, dtype=torch.long)
-        targets = torch.zeros(sum(lengths), width, dtype=torch.long)
-        offset = 0
         for i, row in enumerate(rows):
-            n = lengths[i]
-            input_ids[i, :n] = torch.from_numpy(row.tokens)
-            attention_mask[i, :n] = 1
-            row_targets = torch.from_numpy(row.targets).reshape(n, -1)
-            targets[offset : offset + n, : row_targets.shape[1]] = row_targets
-            offset += n
-        segments = _segments(rows)
-        with routed(self.routing, segments):
+            input_ids[i, : lengths[i]] = torch.from_numpy(row.tokens)
+        with routed(self.routing, _segments(rows)):
             hidden = self.model.model(
                 # rows are padded on the right, so causal attention alone keeps every real token
                 # from seeing padding: no mask, and attention takes its causal fast path
@@ -67,17 +84,10 @@ class BaseModelHost:
             ).last_hidden_state
         # the lm_head runs on real tokens only, as one 2-D [tokens, hidden] matrix
         hidden_NH = hidden.reshape(-1, hidden.shape[-1])
-        if min(lengths) != length:
-            hidden_NH = hidden_NH[attention_mask.reshape(-1).bool().to(self.device)]
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        lp_NK = target_logprobs(
-            hidden_NH, targets.to(self.device), self.lm_head.weight, self._head_loras(segments, starts), self.workspace
-        )
-        out = []
-        for i, row in enumerate(rows):
-            lp = lp_NK[starts[i] : starts[i + 1]]
-            out.append(lp[:, 0] if row.targets.ndim == 1 else lp[:, : row.targets.shape[1]])
-        return out
+        if min(lengths) == length:
+            return hidden_NH
+        real = torch.arange(length).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+        return hidden_NH[real.reshape(-1).to(self.device)]
 
     def _head_loras(self, segments: list[Segment], starts: np.ndarray) -> list[HeadLora]:
         """The lm_head LoRA of each segment, over its rows' token span."""

@@ -81,3 +81,41 @@ def test_forward_only_work_in_a_mixed_batch_leaves_no_gradient(registry):
     ])
     assert all(p.grad is not None for p in worker.models["train"].adapter.parameters())
     assert all(p.grad is None for p in worker.models["look"].adapter.parameters())
+
+
+def test_rows_of_very_different_lengths_run_in_length_groups_with_the_same_results(registry, monkeypatch):
+    from trainer import length_buckets
+
+    specs = {"a": LoraSpec(rank=8, seed=1), "b": LoraSpec(rank=4, seed=2, train_attn=False)}
+    # a and b each have a short and a long row: two length groups, each mixing both adapters
+    work = {
+        "a": ForwardBackwardWork(_data(20, [10, 150]), "cross_entropy", {}, False),
+        "b": ForwardBackwardWork(_data(21, [140, 12]), "cross_entropy", {}, False),
+    }
+    grouped, padded = TrainerWorker(registry, "fp32"), TrainerWorker(registry, "fp32")
+    for worker in (grouped, padded):
+        for model_id, spec in specs.items():
+            worker.create_model(model_id, TINY, spec)
+            generator = torch.Generator().manual_seed(7)
+            for w in worker.models[model_id].adapter.weights.values():
+                w.lora_B.data = torch.randn(w.lora_B.shape, generator=generator) * 0.01
+    passes = []
+    grouped.hosts[next(iter(grouped.hosts))].model.model.register_forward_hook(lambda m, a, out: passes.append(1))
+    grouped_results = grouped.forward_backward(list(work.items()))
+    assert len(passes) == 2, "the short rows and the long rows run as two base-model passes"
+    monkeypatch.setattr(length_buckets, "MIN_PADDING_SAVED", 10**9)  # one pass, padded to 150
+    padded_results = padded.forward_backward(list(work.items()))
+    for model_id, a, b in zip(work, grouped_results, padded_results, strict=True):
+        for x, y in zip(a.logprobs, b.logprobs, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+        g_grouped, g_padded = _grads(grouped, model_id), _grads(padded, model_id)
+        for key in g_grouped:
+            torch.testing.assert_close(g_grouped[key], g_padded[key], rtol=1e-3, atol=1e-4 * float(g_padded[key].abs().max()))
+
+
+def test_length_buckets_split_only_where_padding_is_large():
+    from trainer.length_buckets import length_buckets
+
+    assert length_buckets([5, 20, 7]) == [[0, 1, 2]], "short rows never split: the saving is too small"
+    assert length_buckets([400, 20, 390, 30]) == [[0, 2], [1, 3]]
+    assert length_buckets([1000, 800, 500, 300]) == [[0, 1], [2], [3]]
