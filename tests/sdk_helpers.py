@@ -17,7 +17,7 @@ SAMPLER_ENGINE = os.environ.get("ANVIL_TEST_SAMPLER_ENGINE", "auto")
 # the sampler agree to float32 rounding; at bf16 every matmul over the base weights rounds to 8
 # significant bits, in a different order on each engine, so logprobs of the same tokens differ by
 # a few hundredths: over 256 sampled tokens at most 0.038 on the tiny model and 0.068 on the 103M
-# one (`python -m bench.precision_parity`, docs/precision.md).
+# one (`python -m bench.precision_parity`, docs/training.md).
 PRECISIONS = ("fp32", "bf16")
 SAMPLER_PARITY_ATOL = {"fp32": 1e-3, "bf16": 0.1}
 
