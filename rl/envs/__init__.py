@@ -1,0 +1,1 @@
+"""Environments: tasks with rewards a program can check."""
