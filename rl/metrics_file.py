@@ -17,14 +17,21 @@ from rl.metric_keys import STEP
 MetricValue = int | float | None
 
 
-def encode_line(step: int, metrics: dict[str, float]) -> str:
-    """The file's line for one step (with its newline). Raises on values that are not numbers."""
+def make_record(step: int, metrics: dict[str, float]) -> dict[str, int | float]:
+    """The step's record: `{"step": step, **metrics}` with every value a plain int or float
+    (numpy scalars and 0-d tensors converted). Raises on values that are not numbers."""
     if STEP in metrics:
         raise ValueError(f"metrics may not contain {STEP!r}: pass the step as log()'s first argument")
-    record: dict[str, MetricValue] = {STEP: int(step)}
+    record: dict[str, int | float] = {STEP: int(step)}
     for key, value in metrics.items():
-        record[str(key)] = _json_number(key, value)
-    return json.dumps(record, allow_nan=False) + "\n"
+        record[str(key)] = _plain_number(key, value)
+    return record
+
+
+def encode_line(record: dict[str, MetricValue]) -> str:
+    """The record's line in the file (with its newline); non-finite values become null."""
+    as_json = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()}
+    return json.dumps(as_json, allow_nan=False) + "\n"
 
 
 def read_records(path: Path) -> list[dict[str, MetricValue]]:
@@ -47,8 +54,7 @@ def rewrite(path: Path, records: list[dict[str, MetricValue]]) -> None:
     path = Path(path)
     staging = path.with_name(path.name + ".tmp")
     with open(staging, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, allow_nan=False) + "\n")
+        f.writelines(encode_line(record) for record in records)
         f.flush()
         os.fsync(f.fileno())
     os.replace(staging, path)
@@ -70,12 +76,9 @@ def _parse(raw: bytes, path: Path) -> tuple[list[dict[str, MetricValue]], bool]:
     return records, not tail.strip()
 
 
-def _json_number(key: str, value: object) -> MetricValue:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, numbers.Integral):
+def _plain_number(key: str, value: object) -> int | float:
+    if isinstance(value, numbers.Integral):  # bool too: true is 1
         return int(value)
     if isinstance(value, numbers.Real) or hasattr(value, "__float__"):
-        as_float = float(value)  # numpy scalars, 0-d arrays and tensors too
-        return as_float if math.isfinite(as_float) else None
+        return float(value)  # numpy scalars, 0-d arrays and tensors too
     raise TypeError(f"metric {key!r} is a {type(value).__name__}; log numbers only")

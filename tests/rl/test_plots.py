@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from rl.metric_keys import ENTROPY, EVAL_ACCURACY, KL, LOSS, REWARD, STEP_TIME_S, TOKENS_PER_S
+from rl.metric_keys import (
+    ENTROPY,
+    EVAL_ACCURACY,
+    KL,
+    LOSS,
+    REWARD,
+    STEP_TIME_S,
+    TOKENS_PER_S,
+)
 from rl.plots import plot_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
