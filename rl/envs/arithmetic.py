@@ -1,52 +1,107 @@
-"""Arithmetic with exact answers: "What is 7+5?" → reward 1 if the reply is exactly "12".
+"""Arithmetic with exact answers: "7+5=" → reward 1 if the reply is exactly "12".
 
 A verifiable task small enough for the built-in tiny model to learn on a CPU, and real enough
 that its accuracy means something: the answer is right or it is not.
+
+Two formats. `PlainFormat`: the prompt is the bare problem ("7+5=") and the answer ends with a
+newline; a small model finds both operands right before the answer (the built-in tiny model
+learns it; behind a 20-token chat header its 2 layers do not). `ChatFormat`: a chat turn
+("What is 7+5?") rendered with a renderer, for real chat models.
 """
 
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 from tinker import types
 
+from renderers import TrainOnWhat, datum_from_example
 from renderers.types import Renderer
 from rl.types import Env, GroupBuilder, StepResult, StopCondition
 
 
-def question(a: int, b: int) -> str:
-    return f"What is {a}+{b}?"
+class ProblemFormat(Protocol):
+    def prompt(self, a: int, b: int) -> types.ModelInput: ...
+
+    def stop(self) -> StopCondition: ...
+
+    def answer(self, action: list[int]) -> str:
+        """The reply's text, as the task reads it."""
+        ...
+
+    def sft_datum(self, a: int, b: int) -> types.Datum:
+        """The problem with its correct answer, trained on the answer only (SFT on the format)."""
+        ...
 
 
-def conversation(a: int, b: int) -> list[dict]:
-    """The problem and its answer as chat messages (for SFT on the task's format)."""
-    return [{"role": "user", "content": question(a, b)}, {"role": "assistant", "content": str(a + b)}]
+class PlainFormat:
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def prompt(self, a: int, b: int) -> types.ModelInput:
+        return types.ModelInput.from_ints(self._encode(f"{a}+{b}="))
+
+    def stop(self) -> StopCondition:
+        return ["\n"]
+
+    def answer(self, action: list[int]) -> str:
+        text = self.tokenizer.decode(action)
+        return text[:-1] if text.endswith("\n") else text + "<no end>"
+
+    def sft_datum(self, a: int, b: int) -> types.Datum:
+        prompt, answer = self._encode(f"{a}+{b}="), self._encode(f"{a + b}\n")
+        tokens = prompt + answer
+        weights = [0.0] * (len(prompt) - 1) + [1.0] * len(answer)
+        return types.Datum(
+            model_input=types.ModelInput.from_ints(tokens[:-1]),
+            loss_fn_inputs={"target_tokens": np.asarray(tokens[1:]), "weights": np.asarray(weights, np.float32)},
+        )
 
 
-def prefill(a: int, b: int) -> str:
-    """The start of the assistant's reply when the prompt restates the problem: "7+5=". A small
-    model then finds both operands right before the answer."""
-    return f"{a}+{b}="
+class ChatFormat:
+    def __init__(self, renderer: Renderer):
+        self.renderer = renderer
+
+    @staticmethod
+    def conversation(a: int, b: int) -> list[dict]:
+        return [{"role": "user", "content": f"What is {a}+{b}?"}, {"role": "assistant", "content": str(a + b)}]
+
+    def prompt(self, a: int, b: int) -> types.ModelInput:
+        return self.renderer.build_generation_prompt(self.conversation(a, b)[:1])
+
+    def stop(self) -> StopCondition:
+        return self.renderer.get_stop_sequences()
+
+    def answer(self, action: list[int]) -> str:
+        parsed = self.renderer.parse_response(action)
+        return (parsed.message.get("content") or "").strip() if parsed.is_well_formed else "<malformed>"
+
+    def sft_datum(self, a: int, b: int) -> types.Datum:
+        model_input, weights = self.renderer.build_supervised_example(
+            self.conversation(a, b), TrainOnWhat.LAST_ASSISTANT_MESSAGE
+        )
+        return datum_from_example(model_input, weights)
 
 
 class AdditionEnv:
-    def __init__(self, a: int, b: int, renderer: Renderer, restate: bool = False):
-        self.a, self.b, self.renderer, self.restate = a, b, renderer, restate
+    def __init__(self, a: int, b: int, problem_format: ProblemFormat):
+        self.a, self.b, self.format = a, b, problem_format
 
     async def initial_observation(self) -> tuple[types.ModelInput, StopCondition]:
-        messages = [{"role": "user", "content": question(self.a, self.b)}]
-        prompt = self.renderer.build_generation_prompt(messages, prefill=prefill(self.a, self.b) if self.restate else None)
-        return prompt, self.renderer.get_stop_sequences()
+        return self.format.prompt(self.a, self.b), self.format.stop()
 
     async def step(self, action: list[int]) -> StepResult:
-        parsed = self.renderer.parse_response(action)
-        reply = (parsed.message.get("content") or "").strip()
+        reply = self.format.answer(action)
         correct = reply == str(self.a + self.b)
-        well_formed = parsed.ending != "malformed" and reply.isdigit()
         return StepResult(
             reward=1.0 if correct else 0.0,
             episode_done=True,
-            metrics={"accuracy": float(correct), "format": float(well_formed)},
+            metrics={"accuracy": float(correct), "format": float(reply.isdigit())},
         )
 
 
@@ -54,21 +109,21 @@ class AdditionEnv:
 class AdditionGroup:
     a: int
     b: int
-    renderer: Renderer
+    problem_format: ProblemFormat
     group_size: int
-    restate: bool = False
 
     def make_envs(self) -> Sequence[Env]:
-        return [AdditionEnv(self.a, self.b, self.renderer, self.restate) for _ in range(self.group_size)]
+        return [AdditionEnv(self.a, self.b, self.problem_format) for _ in range(self.group_size)]
 
 
 class AdditionDataset:
-    """`groups` problems per batch, operands in [0, max_operand], drawn from a seeded stream."""
+    """`groups` problems per batch, operands in [0, max_operand], from a seeded stream: batch i is
+    the same problems every time it is asked for."""
 
-    def __init__(self, renderer: Renderer, groups: int, group_size: int, max_operand: int = 9, seed: int = 0,
-                 batches: int = 10_000, restate: bool = False):
-        self.renderer, self.groups, self.group_size = renderer, groups, group_size
-        self.max_operand, self.seed, self.batches, self.restate = max_operand, seed, batches, restate
+    def __init__(self, problem_format: ProblemFormat, groups: int, group_size: int, max_operand: int = 9,
+                 seed: int = 0, batches: int = 10_000):
+        self.format, self.groups, self.group_size = problem_format, groups, group_size
+        self.max_operand, self.seed, self.batches = max_operand, seed, batches
 
     def __len__(self) -> int:
         return self.batches
@@ -78,4 +133,4 @@ class AdditionDataset:
         return [(rng.randint(0, self.max_operand), rng.randint(0, self.max_operand)) for _ in range(self.groups)]
 
     def get_batch(self, index: int) -> Sequence[GroupBuilder]:
-        return [AdditionGroup(a, b, self.renderer, self.group_size, self.restate) for a, b in self.problems(index)]
+        return [AdditionGroup(a, b, self.format, self.group_size) for a, b in self.problems(index)]
