@@ -29,6 +29,7 @@ REPLIES = [
     "Almost <tool_ca",
     "a </think> b </thi",
     "</think>\nParis is the capital.",
+    "<think>\na\n</think>\n</think>\nParis",
     "Some thought\n</think>\n\nThe answer",
     " leading space, then text",
     "",
@@ -85,6 +86,8 @@ def test_thinking_content_and_tool_calls_are_split():
     assert _streamed(fmt, True, [REPLIES[8]]) == ("", REPLIES[8], [])
     # without tools in the request nothing is parsed as a call
     assert _streamed(fmt, False, [REPLIES[6]]) == ("", REPLIES[6], [])
+    # the content starts after the first </think>, as a stream can only know that one
+    assert _streamed(fmt, False, ["<think>\na\n</think>\n</think>\nParis"]) == ("a", "</think>\nParis", [])
     # thinking without its <think>, as the Qwen3 parser reads it
     assert _streamed(fmt, False, ["</think>\nParis is the capital."]) == ("", "Paris is the capital.", [])
     assert _streamed(fmt, False, ["Some thought\n</think>\n\nThe answer"]) == ("Some thought", "The answer", [])
