@@ -13,8 +13,8 @@ import asyncio
 import importlib.util
 import logging
 from collections import OrderedDict
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal

@@ -65,9 +65,11 @@ class TorchSamplingEngine:
         stopped = threading.Event()
         work = dataclasses.replace(work, prompt_logprobs=False, topk_prompt_logprobs=0)
 
+        def deliver(item) -> None:
+            loop.call_soon_threadsafe(arrivals.put_nowait, item)
+
         def run() -> None:
             # every step's deltas, then None (done) or the error, in order, on the engine's loop
-            deliver = lambda item: loop.call_soon_threadsafe(arrivals.put_nowait, item)  # noqa: E731
             try:
                 self.sample_now(work, adapter, on_step=deliver, stopped=stopped)
             except BaseException as exc:  # deliberate: handed to the consumer, which raises it
