@@ -53,6 +53,8 @@ class ForwardBackwardResult:
 
 # the most top-k prompt logprobs one sampling request may ask for, on every engine
 MAX_TOPK_PROMPT_LOGPROBS = 1024
+# the most alternatives reported per sampled token (OpenAI's own limit for top_logprobs)
+MAX_TOPK_SAMPLE_LOGPROBS = 20
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class SampleWork:
     stop_tokens: tuple[int, ...] | None = None
     prompt_logprobs: bool = False
     topk_prompt_logprobs: int = 0
+    # the k likeliest tokens at each sampled position, under the distribution the sampled token's
+    # own logprob comes from (temperature-scaled, before top-k/top-p truncation)
+    topk_sample_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,11 +93,30 @@ class AdapterRef:
         return f"{self.checkpoint}@{self.version}"
 
 
+# (token id, logprob) of the likeliest tokens at one position, likeliest first
+TopLogprobs = list[tuple[int, float]]
+
+
 @dataclass
 class SampledSequence:
     tokens: list[int]
     logprobs: list[float]
     stop_reason: Literal["stop", "length"]
+    # one row per sampled token when SampleWork.topk_sample_logprobs > 0
+    topk: list[TopLogprobs] | None = None
+
+
+@dataclass(frozen=True)
+class SampleDelta:
+    """What one sequence of a streamed request gained since its previous delta; the deltas of a
+    sequence, in order, add up to the SampledSequence that `sample` returns for the same work."""
+
+    index: int  # which of the request's num_samples sequences
+    tokens: list[int]
+    logprobs: list[float]
+    topk: list[TopLogprobs] | None = None
+    # set on the sequence's last delta only
+    stop_reason: Literal["stop", "length"] | None = None
 
 
 @dataclass

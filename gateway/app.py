@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.errors import UserError
+from gateway.openai_app import create_openai_app, start_openai_app
 from gateway.routes import futures, metrics, rest, sampling, session, training
 from gateway.service import Service, Settings
 from losses.types import LossInputError
@@ -16,10 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
+    openai_app = create_openai_app()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         service = Service(settings, asyncio.get_running_loop())
         app.state.service = service
+        start_openai_app(openai_app, service)
         service.start()
         log.info("anvil serving %s from %s", ", ".join(service.registry.names()), settings.data_dir)
         try:
@@ -30,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="anvil", lifespan=lifespan)
     for module in (session, training, sampling, futures, rest, metrics):
         app.include_router(module.router)
+    app.mount("/v1", openai_app)
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:

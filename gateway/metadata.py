@@ -162,6 +162,22 @@ class MetadataStore:
         total = self._execute(f"SELECT count(*) AS n {join}", (owner,))[0]["n"]
         return [_checkpoint(r) for r in rows], total
 
+    def checkpoints_readable_by(self, owner: str, kind: str, limit: int) -> list[tuple[CheckpointRow, str, str]]:
+        """(checkpoint, its base model, its owner) for the `kind` checkpoints of `owner` and the
+        published ones of everybody, newest first."""
+        rows = self._execute(
+            "SELECT c.*, t.base_model AS run_base_model, t.owner AS run_owner FROM checkpoints c "
+            "JOIN training_runs t ON c.model_id = t.model_id "
+            "WHERE c.kind = ? AND (t.owner = ? OR c.public = 1) ORDER BY c.created DESC LIMIT ?",
+            (kind, owner, limit),
+        )
+        listed = []
+        for row in rows:
+            values = dict(row)
+            base_model, run_owner = values.pop("run_base_model"), values.pop("run_owner")
+            listed.append((_checkpoint(values), base_model, run_owner))
+        return listed
+
     def delete_checkpoint(self, model_id: str, checkpoint_id: str) -> None:
         self._execute("DELETE FROM checkpoints WHERE model_id = ? AND checkpoint_id = ?", (model_id, checkpoint_id))
 
@@ -200,7 +216,7 @@ def _run(row: sqlite3.Row) -> TrainingRunRow:
     return TrainingRunRow(**values)
 
 
-def _checkpoint(row: sqlite3.Row) -> CheckpointRow:
+def _checkpoint(row: sqlite3.Row | dict) -> CheckpointRow:
     values = dict(row)
     values["public"] = bool(values["public"])
     values["user_metadata"] = json.loads(values["user_metadata"])

@@ -3,16 +3,18 @@
 The gateway hands it sampling work; it runs the work on the fleet, on an event loop of its own in
 its own thread (engines batch the requests in flight there), and resolves each request's future
 on the gateway's loop. A re-sent request (same sampling session and seq_id) gets the first one's
-future and runs once.
+future and runs once. The OpenAI routes, which answer in the same HTTP request rather than
+through a future, await the result (`sample`) or its tokens as they come (`stream`) instead.
 """
 
 import asyncio
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from anvil.types import AdapterRef, SampleResult, SampleWork
+from anvil.types import AdapterRef, SampleDelta, SampleResult, SampleWork
 from gateway import proto_codec
 from gateway.futures import FutureStore, Payload
 from sampler.engine import SampleRejected
@@ -21,6 +23,7 @@ from sampler.fleet import SamplerFleet
 log = logging.getLogger(__name__)
 
 REMEMBERED_REQUESTS = 100_000
+_STREAM_END = object()
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,46 @@ class SampleScheduler:
         running = asyncio.run_coroutine_threadsafe(self._run(job), self._loop)
         running.add_done_callback(lambda done: self._finish(request_id, done))
         return request_id
+
+    async def sample(self, job: SampleJob) -> SampleResult:
+        """Run `job` and await its result on the caller's loop; cancelling the caller cancels the
+        request on the engine."""
+        self.submitted += 1
+        running = asyncio.run_coroutine_threadsafe(self._run(job), self._loop)
+        try:
+            result = await asyncio.wrap_future(running)
+        except BaseException:
+            self.failed += 1
+            raise
+        self.finished += 1
+        return result
+
+    async def stream(self, job: SampleJob) -> AsyncIterator[SampleDelta]:
+        """Run `job`, yielding its deltas on the caller's loop as the engine produces them; leaving
+        the iteration early ends the request on the engine."""
+        caller = asyncio.get_running_loop()
+        arrivals: asyncio.Queue = asyncio.Queue()
+
+        async def pump() -> None:
+            stream = self.fleet.stream(job.base_model, job.sampling_session_id, job.adapter, job.work)
+            async for delta in stream:
+                caller.call_soon_threadsafe(arrivals.put_nowait, delta)
+
+        self.submitted += 1
+        running = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        # runs on the sampling thread after the last delta was queued, so it arrives last
+        running.add_done_callback(lambda _: caller.call_soon_threadsafe(arrivals.put_nowait, _STREAM_END))
+        outcome_counted = False
+        try:
+            while (delta := await arrivals.get()) is not _STREAM_END:
+                yield delta
+            running.result()  # the stream's error, if it failed
+            self.finished += 1
+            outcome_counted = True
+        finally:
+            if not outcome_counted:
+                self.failed += 1
+            running.cancel()
 
     async def _run(self, job: SampleJob) -> SampleResult:
         return await self.fleet.sample(job.base_model, job.sampling_session_id, job.adapter, job.work)

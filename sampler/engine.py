@@ -3,15 +3,16 @@
 An engine serves one base model, optionally through a LoRA adapter per request, and takes many
 requests in flight at once: `sample` is a coroutine, and an engine batches concurrent calls where
 it can (vLLM's continuous batching) or serialises them behind the same contract (the torch
-engine). All of an engine's coroutines run on one event loop, the sampling scheduler's.
+engine). `stream` runs the same work and hands over the tokens as the engine produces them.
+All of an engine's coroutines run on one event loop, the sampling scheduler's.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from anvil.types import AdapterRef, SampleResult, SampleWork
+from anvil.types import AdapterRef, SampleDelta, SampleResult, SampleWork
 
 
 class EngineDead(RuntimeError):
@@ -50,9 +51,12 @@ class RequestCounts:
             self.in_flight -= 1
 
     def done(self, result: SampleResult) -> SampleResult:
-        self.requests_done += 1
-        self.tokens_generated += sum(len(seq.tokens) for seq in result.sequences)
+        self.finished(sum(len(seq.tokens) for seq in result.sequences))
         return result
+
+    def finished(self, tokens: int) -> None:
+        self.requests_done += 1
+        self.tokens_generated += tokens
 
     def stats(self, kind: str, base_model: str, adapters_resident: int) -> EngineStats:
         return EngineStats(
@@ -81,6 +85,13 @@ class SamplingEngine(Protocol):
         token completing a stop string stays in the returned tokens. Raises EngineDead when the
         engine itself failed, SampleRejected when the request asks what the engine cannot do,
         any other exception when the work failed."""
+        ...
+
+    def stream(self, work: SampleWork, adapter: AdapterRef | None) -> AsyncIterator[SampleDelta]:
+        """`sample`, token by token: for the same work and seed the deltas of each sequence add up
+        to what `sample` returns (prompt logprobs are not streamed). Leaving the iteration early
+        ends the request on the engine. Raises as `sample` does; EngineDead only before the first
+        delta of a request can be retried safely."""
         ...
 
     def stats(self) -> EngineStats: ...

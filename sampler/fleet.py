@@ -13,14 +13,15 @@ import asyncio
 import importlib.util
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from anvil.base_models import BaseModelRegistry
 from anvil.device import has_cuda
-from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, AdapterRef, SampleResult, SampleWork
+from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, AdapterRef, SampleDelta, SampleResult, SampleWork
 from sampler.engine import EngineDead, EngineStats, SamplingEngine
 from sampler.torch_engine import TorchSamplingEngine
 
@@ -118,6 +119,30 @@ class SamplerFleet:
         except EngineDead:
             engine = await slot.replace(engine)
             return await engine.sample(work, adapter)
+
+    async def stream(
+        self, base_model: str, session: str, adapter: AdapterRef | None, work: SampleWork
+    ) -> AsyncIterator[SampleDelta]:
+        """`sample`, token by token. A request whose engine dies before its first delta is retried
+        on the new engine; after that, the tokens already handed on cannot be taken back, so the
+        error goes to the caller."""
+        slot = await self._slot_for(base_model, session, adapter)
+        engine = await slot.get()
+        started = False
+        try:
+            # closed at once when the caller leaves, so the engine ends the request
+            async with aclosing(engine.stream(work, adapter)) as deltas:
+                async for delta in deltas:
+                    started = True
+                    yield delta
+            return
+        except EngineDead:
+            if started:
+                raise
+        engine = await slot.replace(engine)
+        async with aclosing(engine.stream(work, adapter)) as deltas:
+            async for delta in deltas:
+                yield delta
 
     async def _slot_for(self, base_model: str, session: str, adapter: AdapterRef | None) -> EngineSlot:
         slots = self._engine_slots(base_model)

@@ -7,8 +7,11 @@ against. Requests run one at a time on the engine's own thread, behind the async
 """
 
 import asyncio
+import dataclasses
 import math
+import threading
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,13 +22,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from anvil.device import pick_device
 from anvil.multi_lora import LoraWeights, Segment, inject_multi_lora, routed
 from anvil.peft_format import read_peft_adapter
-from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
+from anvil.types import AdapterRef, SampleDelta, SampledSequence, SampleResult, SampleWork, TopLogprobs
 from sampler.engine import EngineStats, RequestCounts
 
 # adapters kept loaded at once; the least recently used is dropped and reloaded on demand
 MAX_LOADED_ADAPTERS = 64
 # logprob reported for padding cells of top-k rows (the SDK's mask value)
 TOPK_PAD_LOGPROB = -99999.0
+
+# receives, after each decoding step, what every sequence still running gained in it
+OnStep = Callable[[list[SampleDelta]], None]
 
 
 class TorchSamplingEngine:
@@ -53,11 +59,50 @@ class TorchSamplingEngine:
             result = await asyncio.get_running_loop().run_in_executor(self._thread, self.sample_now, work, adapter)
         return self._counts.done(result)
 
-    def sample_now(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
-        """Sample on the calling thread (the async `sample` runs this on the engine's thread)."""
+    async def stream(self, work: SampleWork, adapter: AdapterRef | None) -> AsyncIterator[SampleDelta]:
+        loop = asyncio.get_running_loop()
+        arrivals: asyncio.Queue = asyncio.Queue()
+        stopped = threading.Event()
+        work = dataclasses.replace(work, prompt_logprobs=False, topk_prompt_logprobs=0)
+
+        def deliver(item) -> None:
+            loop.call_soon_threadsafe(arrivals.put_nowait, item)
+
+        def run() -> None:
+            # every step's deltas, then None (done) or the error, in order, on the engine's loop
+            try:
+                self.sample_now(work, adapter, on_step=deliver, stopped=stopped)
+            except BaseException as exc:  # deliberate: handed to the consumer, which raises it
+                deliver(exc)
+            else:
+                deliver(None)
+
+        with self._counts.counting():
+            loop.run_in_executor(self._thread, run)
+            tokens = 0
+            try:
+                while (item := await arrivals.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    for delta in item:
+                        tokens += len(delta.tokens)
+                        yield delta
+                self._counts.finished(tokens)
+            finally:
+                stopped.set()  # a consumer that left early ends the decoding loop at its next step
+
+    def sample_now(
+        self,
+        work: SampleWork,
+        adapter: AdapterRef | None,
+        on_step: OnStep | None = None,
+        stopped: threading.Event | None = None,
+    ) -> SampleResult:
+        """Sample on the calling thread (the async `sample` and `stream` run this on the engine's
+        thread); `on_step` gets each step's deltas, and `stopped` ends the loop early."""
         key = self._activate(adapter)
         with torch.no_grad():
-            return self._sample(work, key)
+            return self._sample(work, key, on_step, stopped)
 
     def stats(self) -> EngineStats:
         return self._counts.stats(self.kind, self.base_model, adapters_resident=len(self._adapters))
@@ -87,7 +132,9 @@ class TorchSamplingEngine:
                 layer.adapters.pop(evicted, None)
         return key
 
-    def _sample(self, work: SampleWork, key: str | None) -> SampleResult:
+    def _sample(
+        self, work: SampleWork, key: str | None, on_step: OnStep | None, stopped: threading.Event | None
+    ) -> SampleResult:
         n = work.num_samples
         prompt = torch.tensor([work.prompt], dtype=torch.long, device=self.device)
         with routed(self.routing, [Segment(key, 0, 1)]):
@@ -105,15 +152,33 @@ class TorchSamplingEngine:
             stop_tokens = set(self.eos_token_ids)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
+        topk: list[list[TopLogprobs]] | None = [[] for _ in range(n)] if work.topk_sample_logprobs > 0 else None
         done = [False] * n
-        for _ in range(work.max_tokens):
-            chosen, chosen_lp = _choose(logits, work, generator)
+        for step in range(work.max_tokens):
+            if stopped is not None and stopped.is_set():
+                break
+            chosen, chosen_lp, top = _choose(logits, work, generator)
+            deltas = []
             for i in range(n):
                 if done[i]:
                     continue
                 tokens[i].append(int(chosen[i]))
                 logprobs[i].append(float(chosen_lp[i]))
+                if topk is not None:
+                    topk[i].append(top[i])
                 done[i] = int(chosen[i]) in stop_tokens or self._hit_stop_string(tokens[i], work.stop_strings)
+                last = done[i] or step == work.max_tokens - 1
+                deltas.append(
+                    SampleDelta(
+                        index=i,
+                        tokens=tokens[i][-1:],
+                        logprobs=logprobs[i][-1:],
+                        topk=topk[i][-1:] if topk is not None else None,
+                        stop_reason=("stop" if done[i] else "length") if last else None,
+                    )
+                )
+            if on_step is not None:
+                on_step(deltas)
             if all(done):
                 break
             with routed(self.routing, [Segment(key, 0, n)]):
@@ -121,8 +186,13 @@ class TorchSamplingEngine:
             cache = out.past_key_values
             logits = out.logits[:, -1].float()
         result.sequences = [
-            SampledSequence(tokens=t, logprobs=lp, stop_reason="stop" if d else "length")
-            for t, lp, d in zip(tokens, logprobs, done, strict=True)
+            SampledSequence(
+                tokens=tokens[i],
+                logprobs=logprobs[i],
+                stop_reason="stop" if done[i] else "length",
+                topk=topk[i] if topk is not None else None,
+            )
+            for i in range(n)
         ]
         return result
 
@@ -133,9 +203,12 @@ class TorchSamplingEngine:
         return any(stop in text for stop in stop_strings)
 
 
-def _choose(logits: torch.Tensor, work: SampleWork, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _choose(
+    logits: torch.Tensor, work: SampleWork, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, list[TopLogprobs] | None]:
     """Pick one token per row; return it and its logprob under the temperature-scaled distribution
-    (before top-k/top-p truncation; at temperature 0, the unscaled distribution)."""
+    (before top-k/top-p truncation; at temperature 0, the unscaled distribution), and the
+    `work.topk_sample_logprobs` likeliest tokens of each row under that same distribution."""
     temperature = work.temperature if work.temperature > 0 else 1.0
     scaled = logits / temperature
     logprobs = torch.log_softmax(scaled, dim=-1)
@@ -145,7 +218,12 @@ def _choose(logits: torch.Tensor, work: SampleWork, generator: torch.Generator) 
         filtered = _truncate(scaled, work.top_k, work.top_p)
         probs = torch.softmax(filtered, dim=-1)
         chosen = torch.multinomial(probs, 1, generator=generator)[:, 0]
-    return chosen, logprobs.gather(-1, chosen[:, None])[:, 0]
+    top = None
+    k = min(work.topk_sample_logprobs, logprobs.shape[-1])
+    if k > 0:
+        values, ids = torch.topk(logprobs, k, dim=-1)
+        top = [list(zip(row_ids, row_values, strict=True)) for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)]
+    return chosen, logprobs.gather(-1, chosen[:, None])[:, 0], top
 
 
 def _truncate(scaled: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

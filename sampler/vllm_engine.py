@@ -17,6 +17,7 @@ vLLM's, of the unscaled distribution, as the torch engine's.
 """
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -27,7 +28,7 @@ import shutil
 import tempfile
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +40,7 @@ from transformers import AutoTokenizer
 
 from anvil.device import vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
 from anvil.peft_format import CONFIG_FILE, KEY_PREFIX, WEIGHTS_FILE, write_peft_adapter
-from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
+from anvil.types import AdapterRef, SampleDelta, SampledSequence, SampleResult, SampleWork, TopLogprobs
 from sampler.engine import EngineDead, EngineStats, RequestCounts, SampleRejected
 from sampler.torch_engine import TOPK_PAD_LOGPROB, eos_token_ids
 
@@ -239,18 +240,33 @@ class VllmSamplingEngine:
 
     async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
         with self._counts.counting():
-            reason = self.cannot_serve(adapter)
-            if reason is not None:
-                raise ValueError(f"{adapter.checkpoint}: {reason}")
-            if self._gate is not None:
-                async with self._gate.admitted(adapter):
-                    # the salt keeps prefix-cache entries of different merged weights apart
-                    result = await self._generate(work, None, cache_salt=adapter.key if adapter else None)
-            elif self._lora is not None:
-                result = await self._generate(work, await self._lora.request_for(adapter), cache_salt=None)
-            else:
-                result = await self._generate(work, None, cache_salt=None)
+            async with self._serving(adapter) as (lora_request, cache_salt):
+                result = await self._generate(work, lora_request, cache_salt)
         return self._counts.done(result)
+
+    async def stream(self, work: SampleWork, adapter: AdapterRef | None) -> AsyncIterator[SampleDelta]:
+        with self._counts.counting():
+            tokens = 0
+            async with self._serving(adapter) as (lora_request, cache_salt):
+                async for delta in self._generate_deltas(work, lora_request, cache_salt):
+                    tokens += len(delta.tokens)
+                    yield delta
+            self._counts.finished(tokens)
+
+    @asynccontextmanager
+    async def _serving(self, adapter: AdapterRef | None) -> AsyncIterator[tuple[LoRARequest | None, str | None]]:
+        """Holds the engine's weights on `adapter` for one request: (its LoRARequest, its prefix-cache salt)."""
+        reason = self.cannot_serve(adapter)
+        if reason is not None:
+            raise ValueError(f"{adapter.checkpoint}: {reason}")
+        if self._gate is not None:
+            async with self._gate.admitted(adapter):
+                # the salt keeps prefix-cache entries of different merged weights apart
+                yield None, (adapter.key if adapter else None)
+        elif self._lora is not None:
+            yield await self._lora.request_for(adapter), None
+        else:
+            yield None, None
 
     async def _generate(self, work: SampleWork, lora_request: LoRARequest | None, cache_salt: str | None) -> SampleResult:
         greedy = work.temperature <= 0
@@ -262,13 +278,32 @@ class VllmSamplingEngine:
             raise RuntimeError(f"vLLM ended request {request_id} without a final output")
         # vLLM refuses n > 1 at temperature 0; greedy samples are all the same sequence
         copies = work.num_samples if greedy else 1
+        k = work.topk_sample_logprobs
         result = SampleResult(
-            sequences=[_sequence(completion) for completion in final.outputs for _ in range(copies)],
+            sequences=[_sequence(completion, k) for completion in final.outputs for _ in range(copies)],
             prompt_cache_hit_tokens=final.num_cached_tokens or 0,
         )
         if work.prompt_logprobs or work.topk_prompt_logprobs:
             _fill_prompt_logprobs(result, final.prompt_logprobs, work)
         return result
+
+    async def _generate_deltas(
+        self, work: SampleWork, lora_request: LoRARequest | None, cache_salt: str | None
+    ) -> AsyncIterator[SampleDelta]:
+        greedy = work.temperature <= 0
+        params = _sampling_params(
+            work, self._eos_ids, n=1 if greedy else work.num_samples, output_kind=RequestOutputKind.DELTA, prompt_logprobs=False
+        )
+        request_id = f"anvil-{next(self._request_ids)}"
+        prompt = tokens_input(list(work.prompt), cache_salt=cache_salt)
+        copies = work.num_samples if greedy else 1
+        # closing the generator early makes vLLM abort the request
+        async with aclosing(self._engine.generate(prompt, params, request_id, lora_request=lora_request)) as outputs:
+            async for output in self._watch.guard_iteration(outputs):
+                for completion in output.outputs:
+                    delta = _delta(completion, work.topk_sample_logprobs)
+                    for copy in range(copies):
+                        yield dataclasses.replace(delta, index=completion.index + copy)
 
     async def _final_output(self, prompt, params: SamplingParams, request_id: str, lora_request: LoRARequest | None):
         final = None
@@ -470,7 +505,13 @@ def _pending(group: _Group) -> list[asyncio.Future]:
     return [turn for turn in group.waiters if not turn.done()]
 
 
-def _sampling_params(work: SampleWork, eos_ids: list[int], n: int) -> SamplingParams:
+def _sampling_params(
+    work: SampleWork,
+    eos_ids: list[int],
+    n: int,
+    output_kind: RequestOutputKind = RequestOutputKind.FINAL_ONLY,
+    prompt_logprobs: bool = True,
+) -> SamplingParams:
     if work.stop_strings is None and work.stop_tokens is None:
         stop_tokens = list(eos_ids)
     else:
@@ -492,20 +533,53 @@ def _sampling_params(work: SampleWork, eos_ids: list[int], n: int) -> SamplingPa
         detokenize=bool(stop_strings),
         skip_special_tokens=False,
         spaces_between_special_tokens=False,
-        logprobs=0,
-        prompt_logprobs=max(work.topk_prompt_logprobs, 0) if work.prompt_logprobs or work.topk_prompt_logprobs else None,
+        # the sampled token's logprob, then the top k
+        logprobs=work.topk_sample_logprobs,
+        prompt_logprobs=(
+            max(work.topk_prompt_logprobs, 0)
+            if prompt_logprobs and (work.prompt_logprobs or work.topk_prompt_logprobs)
+            else None
+        ),
         flat_logprobs=True,
-        output_kind=RequestOutputKind.FINAL_ONLY,
+        output_kind=output_kind,
     )
 
 
-def _sequence(completion) -> SampledSequence:
+def _sequence(completion, k: int) -> SampledSequence:
     if completion.finish_reason not in ("stop", "length"):
         raise RuntimeError(f"vLLM finished a sequence with {completion.finish_reason!r}")
-    flat = completion.logprobs
-    # with logprobs=0 each position holds the sampled token's entry first
+    logprobs, topk = _sampled_logprobs(completion.logprobs, k)
+    return SampledSequence(
+        tokens=list(completion.token_ids), logprobs=logprobs, stop_reason=completion.finish_reason, topk=topk
+    )
+
+
+def _delta(completion, k: int) -> SampleDelta:
+    if completion.finish_reason not in (None, "stop", "length"):
+        raise RuntimeError(f"vLLM finished a sequence with {completion.finish_reason!r}")
+    logprobs, topk = _sampled_logprobs(completion.logprobs, k)
+    return SampleDelta(
+        index=completion.index,
+        tokens=list(completion.token_ids),
+        logprobs=logprobs,
+        topk=topk,
+        stop_reason=completion.finish_reason,
+    )
+
+
+def _sampled_logprobs(flat, k: int) -> tuple[list[float], list[TopLogprobs] | None]:
+    """Each position holds the sampled token's entry first, then the top k. Where vLLM merged the
+    deltas of a stream the consumer had not read yet, a position is rebuilt from a dict keyed by
+    token and a sampled token that is among the top k appears once: the top k are therefore the
+    k likeliest distinct entries, whatever their order."""
     logprobs = [flat.logprobs[start] for start in flat.start_indices]
-    return SampledSequence(tokens=list(completion.token_ids), logprobs=logprobs, stop_reason=completion.finish_reason)
+    if k <= 0:
+        return logprobs, None
+    topk = []
+    for start, end in zip(flat.start_indices, flat.end_indices, strict=True):
+        entries = dict(zip(flat.token_ids[start:end], flat.logprobs[start:end], strict=True))
+        topk.append(sorted(entries.items(), key=lambda entry: -entry[1])[:k])
+    return logprobs, topk
 
 
 def _fill_prompt_logprobs(result: SampleResult, flat, work: SampleWork) -> None:
@@ -588,6 +662,15 @@ class EngineWatch:
             raise EngineDead(f"vLLM engine died: {exc}") from exc
         except VLLMClientError as exc:
             raise SampleRejected(str(exc)) from exc
+
+    async def guard_iteration(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """`iterator`'s items, each awaited through `guard`."""
+        while True:
+            try:
+                item = await self.guard(anext(iterator))
+            except StopAsyncIteration:
+                return
+            yield item
 
     def close(self) -> None:
         self._watcher.cancel()

@@ -1,17 +1,15 @@
 """Sampling endpoints: sampling sessions and asample."""
 
-from pathlib import Path
-
 from fastapi import APIRouter
 
-from anvil.types import AdapterRef
 from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import NotFound, UserError
 from gateway.metadata import SamplingSessionRow
 from gateway.sample_requests import sample_work
 from gateway.sample_scheduler import SampleJob
-from gateway.service import KEPT_EPHEMERAL_SAVES, Service, parse_tinker_path
+from gateway.sampling_weights import session_adapter
+from gateway.service import Service
 
 router = APIRouter(prefix="/api/v1")
 
@@ -55,31 +53,8 @@ async def asample(body: wire.Sample, service: ServiceDep, owner: OwnerDep) -> di
     if known is not None:
         return {"request_id": known, "sample_sequence_ids": sequence_ids}
     work = sample_work(body, await service.base_model(row.base_model))
-    job = SampleJob(row.sampling_session_id, body.seq_id, row.base_model, _adapter(service, row), work)
+    job = SampleJob(row.sampling_session_id, body.seq_id, row.base_model, session_adapter(service, row), work)
     return {"request_id": service.sampling.submit(job), "sample_sequence_ids": sequence_ids}
-
-
-def _adapter(service: Service, row: SamplingSessionRow) -> AdapterRef | None:
-    """The weights behind a sampling session, at their current version."""
-    gone = NotFound(
-        f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted, "
-        f"or it is an unnamed save older than the model's {KEPT_EPHEMERAL_SAVES} most recent"
-    )
-    if row.model_path is None:
-        if row.adapter_folder is None:
-            return None  # the base model
-        folder = Path(row.adapter_folder)
-        if not folder.is_dir():
-            raise gone
-        # unnamed saves (save_weights_and_get_sampling_client) get a folder of their own that is
-        # never written again, so one version is all they have
-        return AdapterRef(checkpoint=f"unnamed:{folder}", version="0", folder=folder)
-    model_id, kind, name = parse_tinker_path(row.model_path)
-    checkpoint = service.metadata.checkpoint(model_id, f"{kind}/{name}")
-    if checkpoint is None or not Path(checkpoint.folder).is_dir():
-        raise gone
-    # saving a named checkpoint again writes a new row: its creation time is the version
-    return AdapterRef(checkpoint=row.model_path, version=checkpoint.created, folder=Path(checkpoint.folder))
 
 
 def _owned_sampling_session(service: Service, owner: str, sampling_session_id: str) -> SamplingSessionRow:

@@ -2,6 +2,7 @@
 both ways: through vLLM's LoRA slots and hot-swapped (merged into the weights)."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from anvil.multi_lora import ATTN_TARGETS, MLP_TARGETS, UNEMBED_TARGETS
-from anvil.types import AdapterRef, SampleResult, SampleWork
+from anvil.types import AdapterRef, SampledSequence, SampleResult, SampleWork
 from sampler.engine import EngineDead, SampleRejected
 from sampler.torch_engine import eos_token_ids
 
@@ -328,3 +329,82 @@ def test_request_vllm_refuses_is_rejected_not_a_crash(loop, swap_engine):
     with pytest.raises(SampleRejected, match="prompt_logprobs"):
         loop.run(swap_engine.sample(too_many, None))
     assert len(loop.run(swap_engine.sample(greedy(max_tokens=2), None)).sequences[0].tokens) == 2
+
+
+def _streamed(loop, engine, work: SampleWork, adapter) -> SampleResult:
+    """A stream's deltas added up per sequence."""
+
+    async def collect():
+        sequences = [SampledSequence(tokens=[], logprobs=[], stop_reason="length", topk=[]) for _ in range(work.num_samples)]
+        async for delta in engine.stream(work, adapter):
+            seq = sequences[delta.index]
+            assert seq.stop_reason == "length" or not seq.tokens, "a delta after the sequence's last one"
+            seq.tokens += delta.tokens
+            seq.logprobs += delta.logprobs
+            seq.topk += delta.topk or []
+            if delta.stop_reason is not None:
+                seq.stop_reason = delta.stop_reason
+        return SampleResult(sequences=sequences)
+
+    return loop.run(collect())
+
+
+@pytest.mark.parametrize("engine_name", ["torch_engine", "swap_engine", "lora_engine"])
+def test_a_stream_adds_up_to_the_sample(request, loop, lm_head_adapter, engine_name):
+    engine = request.getfixturevalue(engine_name)
+    for work in (
+        SampleWork(prompt=PROMPT, num_samples=3, max_tokens=12, temperature=1.0, seed=17, **NO_STOP),
+        greedy(num_samples=2, max_tokens=10),
+        SampleWork(prompt=PROMPT, num_samples=2, max_tokens=16, temperature=1.0, seed=3, topk_sample_logprobs=3,
+                   stop_tokens=(7, 301, 45), stop_strings=None),
+    ):
+        sampled = loop.run(engine.sample(work, lm_head_adapter))
+        streamed = _streamed(loop, engine, work, lm_head_adapter)
+        assert_same_sampling(streamed, sampled)
+        if work.topk_sample_logprobs:
+            for seq, ref in zip(streamed.sequences, sampled.sequences, strict=True):
+                assert [[t for t, _ in row] for row in seq.topk] == [[t for t, _ in row] for row in ref.topk]
+
+
+@pytest.mark.parametrize("engine_name, with_adapter", [("swap_engine", False), ("lora_engine", True), ("swap_engine", True)])
+def test_top_sampled_logprobs_match_torch(request, loop, torch_engine, lm_head_adapter, engine_name, with_adapter):
+    engine = request.getfixturevalue(engine_name)
+    adapter = lm_head_adapter if with_adapter else None
+    work = greedy(max_tokens=8, topk_sample_logprobs=5)
+    got, want = loop.run(engine.sample(work, adapter)), loop.run(torch_engine.sample(work, adapter))
+    assert_same_sampling(got, want)
+    for seq, ref in zip(got.sequences, want.sequences, strict=True):
+        assert len(seq.topk) == len(seq.tokens) and all(len(row) == 5 for row in seq.topk)
+        assert [[t for t, _ in row] for row in seq.topk] == [[t for t, _ in row] for row in ref.topk]
+        np.testing.assert_allclose([[lp for _, lp in row] for row in seq.topk], [[lp for _, lp in row] for row in ref.topk],
+                                   atol=LOGPROB_ATOL, rtol=0)
+    # sampled: the alternatives come from the distribution of the sampled token's own logprob
+    temperature = 0.7
+    work = SampleWork(prompt=PROMPT, num_samples=2, max_tokens=8, temperature=temperature, top_k=5, seed=4,
+                      topk_sample_logprobs=4, **NO_STOP)
+    for seq in loop.run(engine.sample(work, adapter)).sequences:
+        scaled = log_softmax(full_logprobs(loop, torch_engine, PROMPT + seq.tokens, adapter)[len(PROMPT) :] / temperature)
+        for position, row in enumerate(seq.topk):
+            ids = [t for t, _ in row]
+            assert ids == list(np.argsort(-scaled[position])[:4])
+            np.testing.assert_allclose([lp for _, lp in row], scaled[position][ids], atol=LOGPROB_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("engine_name", ["torch_engine", "swap_engine"])
+def test_leaving_a_stream_early_ends_the_request(request, loop, engine_name):
+    engine = request.getfixturevalue(engine_name)
+    work = SampleWork(prompt=PROMPT, max_tokens=2000, temperature=1.0, seed=1, **NO_STOP)
+
+    async def take_two():
+        async with contextlib.aclosing(engine.stream(work, None)) as deltas:
+            taken = [await anext(deltas), await anext(deltas)]
+        for _ in range(100):  # the engine drops the request at its next step
+            if engine.stats().in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+        return taken
+
+    taken = loop.run(take_two())
+    assert all(len(delta.tokens) >= 1 for delta in taken)
+    assert engine.stats().in_flight == 0
+    assert len(loop.run(engine.sample(greedy(max_tokens=3), None)).sequences[0].tokens) == 3
