@@ -1,32 +1,128 @@
-"""The main demo: start a local anvil server, fine-tune the built-in tiny model through the official
-tinker SDK, sample from it, then run a few RL steps. Runs on a laptop CPU in about a minute.
+"""The main demo: a random tiny model learns small additions, first from examples, then from rewards.
 
-    python examples/demo.py
+    python examples/demo.py [--log-dir runs/demo] [--rl-steps 80]
+
+It starts a local anvil server in the background (the embedded default: SQLite, local disk, the
+built-in `anvil/tiny-qwen3`, whose weights are random), then through the official tinker SDK:
+
+1. SFT warm-up on the task's format only: every problem with operands 0..2 ("2+1="), each
+   answered with numbers drawn at random from the possible sums ("4\\n"). The model learns to
+   answer with a number and a newline, and is right about one time in five: by chance.
+2. RL on exact answers (rl/, the project's RL library): each step samples 8 problems × 16
+   answers, rewards exactly-right answers with 1, centres rewards within each problem's group
+   and takes an importance-sampling step. What the model learns about the sums, it learns from
+   the rewards: sampled accuracy rises several-fold within 80 steps (typically from ~0.1 to
+   ~0.35).
+
+Every step prints a progress line; the run ends with the reward curves in a PNG and a W&B run
+folder (offline unless WANDB_MODE says otherwise), and prints where both are. About two minutes
+on a 2-core CPU.
 """
 
+import argparse
+import asyncio
+import itertools
 import os
+import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import rl_loop  # noqa: E402
-import sl_loop  # noqa: E402
+import numpy as np  # noqa: E402
+import tinker  # noqa: E402
+from tinker import types  # noqa: E402
+
 from gateway.local_server import AnvilServer  # noqa: E402
+from rl.envs.arithmetic import AdditionDataset, PlainFormat  # noqa: E402
+from rl.metric_keys import ACCURACY, LOSS  # noqa: E402
+from rl.tracking import Tracker  # noqa: E402
+from rl.train import RLConfig, train  # noqa: E402
+
+BASE_MODEL = "anvil/tiny-qwen3"
+MAX_OPERAND = 2
+# found by trying: the tiny model's 2 layers learn these facts at 3e-3; at 1e-2 both SFT and
+# RL diverge, and RL from 5e-3 up sometimes collapses to answers that are never right
+LEARNING_RATE = 3e-3
 
 
-def main() -> None:
+async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, wandb_project: str | None) -> str:
+    """Supervised steps on every problem; returns the training checkpoint RL starts from."""
+    training = await service.create_lora_training_client(base_model=BASE_MODEL, rank=32, seed=0)
+    problem_format = PlainFormat(training.get_tokenizer())
+    problems = list(itertools.product(range(MAX_OPERAND + 1), repeat=2))
+    rng = random.Random(0)
+    config = {"stage": "sft", "base_model": BASE_MODEL, "steps": steps, "learning_rate": LEARNING_RATE, "problems": len(problems)}
+    with Tracker(log_dir, config, wandb_project=wandb_project, wandb_run_name="demo-sft", total_steps=steps) as tracker:
+        for step in range(steps):
+            started = time.perf_counter()
+            # four random answers per problem: the format, and no preference among the sums
+            data = [
+                problem_format.sft_datum(a, b, answer=rng.randint(0, 2 * MAX_OPERAND))
+                for a, b in problems for _ in range(4)
+            ]
+            forward_backward = training.forward_backward(data, "cross_entropy")
+            optim_step = training.optim_step(types.AdamParams(learning_rate=LEARNING_RATE))
+            result = await forward_backward
+            await optim_step
+            tracker.log(step, {LOSS: result.metrics["loss:sum"] / len(data), "step_time_s": time.perf_counter() - started})
+    saved = await training.save_state("sft-warmup")
+    return saved.path
+
+
+async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb_project: str | None) -> Path:
+    service = tinker.ServiceClient(base_url=base_url)
+    print("\n== 1. SFT warm-up on the format ==")
+    warm = await sft_warmup(service, log_dir / "sft", sft_steps, wandb_project)
+    tokenizer = (await service.create_lora_training_client(base_model=BASE_MODEL, rank=1)).get_tokenizer()
+    problem_format = PlainFormat(tokenizer)
+    print("\n== 2. RL on exact answers ==")
+    config = RLConfig(
+        base_model=BASE_MODEL, log_dir=log_dir / "rl", steps=rl_steps, learning_rate=LEARNING_RATE,
+        max_tokens=4, eval_every=10, init_state_path=warm, wandb_project=wandb_project, wandb_run_name="demo-rl",
+    )
+    # 16 answers per problem: a group of 8 is often all wrong (or all right) and teaches nothing
+    dataset = AdditionDataset(problem_format, groups=8, group_size=16, max_operand=MAX_OPERAND, seed=1)
+    # every problem, 8 answers each, always the same: the eval curve is comparable step to step
+    everything = (MAX_OPERAND + 1) ** 2
+    evals = AdditionDataset(problem_format, groups=everything, group_size=8, max_operand=MAX_OPERAND, seed=99)
+    rl_dir = await train(config, dataset, service, eval_dataset=evals)
+    service.close("success").result()
+    return rl_dir
+
+
+def accuracy_summary(rl_dir: Path) -> tuple[float, float]:
+    """Mean sampled accuracy over the RL stage's first 10 and last 10 steps."""
+    from rl.metrics_file import read_records
+
+    rows = read_records(rl_dir / "metrics.jsonl")
+    accuracy = [row[ACCURACY] for row in rows if ACCURACY in row]
+    return float(np.mean(accuracy[:10])), float(np.mean(accuracy[-10:]))
+
+
+def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 80) -> Path:
     os.environ.setdefault("TINKER_API_KEY", "tml-demo")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    log_dir = (log_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
     with tempfile.TemporaryDirectory(prefix="anvil-demo-") as data_dir:
         print(f"starting anvil serve (data in {data_dir}) ...")
         with AnvilServer(Path(data_dir)) as server:
-            print(f"anvil is serving at {server.base_url}\n\n== supervised fine-tuning ==")
-            sl_loop.main(server.base_url)
-            print("\n== reinforcement learning ==")
-            rewards = rl_loop.main(server.base_url, steps=16)
-            print(f"\nmean reward: first 4 steps {sum(rewards[:4]) / 4:.3f}, last 4 steps {sum(rewards[-4:]) / 4:.3f}")
+            print(f"anvil is serving at {server.base_url}")
+            rl_dir = asyncio.run(run(server.base_url, log_dir, sft_steps, rl_steps, "anvil-demo"))
+    first, last = accuracy_summary(rl_dir)
+    print(f"\naccuracy of sampled answers: first 10 RL steps {first:.2f}, last 10 {last:.2f}")
+    print(f"curves:  {rl_dir / 'curves.png'} (SFT: {log_dir / 'sft' / 'curves.png'})")
+    wandb_runs = sorted((log_dir / "rl").glob("wandb/*run-*"))
+    print(f"W&B run: {wandb_runs[-1] if wandb_runs else 'none'} (sync it with `wandb sync` to see it online)")
+    return rl_dir
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-dir", type=Path, help="where metrics, curves and the W&B run go (default runs/demo-<time>)")
+    parser.add_argument("--sft-steps", type=int, default=20)
+    parser.add_argument("--rl-steps", type=int, default=80)
+    args = parser.parse_args()
+    main(args.log_dir, args.sft_steps, args.rl_steps)

@@ -14,11 +14,12 @@ import tinker
 from tinker import types
 
 from rl.datums import full_sequence, loss_input, with_inputs
+from rl.metric_keys import KL
 
 
 async def reference_logprobs(reference: tinker.SamplingClient, datum: types.Datum) -> np.ndarray:
     """The reference's logprob of each target token of `datum`, aligned with `target_tokens`."""
-    logprobs = await reference.compute_logprobs_async(types.ModelInput.from_ints(full_sequence(datum)))
+    logprobs = await reference.compute_logprobs(types.ModelInput.from_ints(full_sequence(datum)))
     # position 0 has no logprob (nothing precedes it); target i is token i + 1 of the sequence
     return np.asarray(logprobs[1:], dtype=np.float64)
 
@@ -35,4 +36,4 @@ async def apply_kl_penalty(
         kl_sum += float(kl.sum())
         tokens += float(mask.sum())
         shaped.append(with_inputs(datum, advantages=loss_input(datum, "advantages") - coef * kl))
-    return shaped, {"kl": kl_sum / max(tokens, 1.0)}
+    return shaped, {KL: kl_sum / max(tokens, 1.0)}

@@ -7,8 +7,8 @@ in the per-step progress line and a panel in curves.png whenever a run logs them
     accuracy        fraction of the step's completions (or targets) that were right
     eval/accuracy   accuracy on held-out prompts, logged on evaluation steps only
     loss            the step's training loss (a sum over tokens, as anvil's losses are)
-    kl              estimated KL divergence between the sampling and the training policy
-    entropy         mean per-token entropy of the sampled tokens
+    kl              estimated KL divergence from the policy to a reference model (rl/kl.py)
+    entropy         mean per-token entropy of the sampled tokens (estimated as −mean logprob)
     tokens_per_s    tokens processed per second of the step's wall time
     step_time_s     wall time of the step, in seconds
 

@@ -31,6 +31,7 @@ from tinker import types
 from rl.advantages import group_advantages, is_constant
 from rl.datums import loss_input, trajectory_datums, with_inputs
 from rl.kl import apply_kl_penalty
+from rl.metric_keys import ENTROPY, LOSS, REWARD, STEP_TIME_S, TOKENS_PER_S
 from rl.rollouts import run_groups
 from rl.run_state import last_checkpoint, record_checkpoint
 from rl.tracking import Tracker
@@ -86,52 +87,56 @@ async def train(
         wandb_run_name=config.wandb_run_name, total_steps=config.steps,
     )
     if resumed is not None:
-        training = await service.create_training_client_from_state_with_optimizer_async(resumed.state_path)
+        training = await service.create_training_client_from_state_with_optimizer(resumed.state_path)
         start = resumed.step + 1
         tracker.truncate_after(resumed.step)
         print(f"resuming {config.log_dir} from step {resumed.step} ({resumed.state_path})")
     elif config.init_state_path is not None:
-        training = await service.create_training_client_from_state_async(config.init_state_path)
+        training = await service.create_training_client_from_state(config.init_state_path)
         start = 0
     else:
-        training = await service.create_lora_training_client_async(
+        training = await service.create_lora_training_client(
             base_model=config.base_model, rank=config.lora_rank, seed=config.seed
         )
         start = 0
     reference = None
     if config.kl_coef > 0 or config.report_kl:
-        reference = await service.create_sampling_client_async(base_model=config.base_model)
+        reference = await service.create_sampling_client(base_model=config.base_model)
     params = types.SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature)
-    policy = _Policy(await training.save_weights_and_get_sampling_client_async(), start)
-    batches = _Batches(dataset, params, config.max_steps_off_policy, start, config.steps)
+    policy = _Policy(await training.save_weights_and_get_sampling_client(), start)
+    batches = _Batches(dataset, params, config.max_steps_off_policy, start, config.steps, config.seed)
     batches.start(policy)
+    failed = True
     try:
         for step in range(start, config.steps):
             started = time.perf_counter()
             groups = await batches.take(step, policy)
             metrics = await _train_step(training, config, groups, reference)
-            policy = _Policy(await training.save_weights_and_get_sampling_client_async(), step + 1)
+            policy = _Policy(await training.save_weights_and_get_sampling_client(), step + 1)
             batches.update(policy)
             metrics["staleness"] = float(np.mean([step - g.sampled_at_step for g in groups]))
             if eval_dataset is not None and config.eval_every and (step + 1) % config.eval_every == 0:
-                metrics.update(await evaluate(policy.sampler, eval_dataset, params))
+                metrics.update(await evaluate(policy.sampler, eval_dataset, params, seed=config.seed))
             if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == config.steps:
-                saved = await (await training.save_state_async(f"rl-step-{step:06d}")).result_async()
+                saved = await training.save_state(f"rl-step-{step:06d}")
                 record_checkpoint(config.log_dir, step, saved.path)
-            metrics["step_time_s"] = time.perf_counter() - started
-            metrics["tokens_per_s"] = metrics.pop("_tokens") / metrics["step_time_s"]
+            metrics[STEP_TIME_S] = time.perf_counter() - started
+            metrics[TOKENS_PER_S] = metrics.pop("_tokens") / metrics[STEP_TIME_S]
             tracker.log(step, metrics)
+        failed = False
     finally:
         await batches.stop()
-        tracker.close()
+        tracker.close(exit_code=1 if failed else 0)
     return config.log_dir
 
 
-async def evaluate(sampler: tinker.SamplingClient, dataset: Dataset, params: types.SamplingParams) -> dict[str, float]:
+async def evaluate(
+    sampler: tinker.SamplingClient, dataset: Dataset, params: types.SamplingParams, seed: int | None = None
+) -> dict[str, float]:
     """Mean reward and env metrics over the first batch of `dataset`, prefixed `eval/`."""
-    groups = await run_groups(sampler, dataset.get_batch(0), params)
+    groups = await run_groups(sampler, dataset.get_batch(0), params, seed=seed)
     trajectories = [t for g in groups for t in g.trajectories]
-    metrics = {"eval/reward": float(np.mean([t.total_reward for t in trajectories]))}
+    metrics = {f"eval/{REWARD}": float(np.mean([t.total_reward for t in trajectories]))}
     for key, value in _mean_env_metrics(trajectories).items():
         metrics[f"eval/{key}"] = value
     return metrics
@@ -141,7 +146,7 @@ async def _train_step(
     training: tinker.TrainingClient, config: RLConfig, groups: list[TrajectoryGroup], reference
 ) -> dict[str, float]:
     trajectories = [t for g in groups for t in g.trajectories]
-    metrics: dict[str, float] = {"reward": float(np.mean([t.total_reward for t in trajectories]))}
+    metrics: dict[str, float] = {REWARD: float(np.mean([t.total_reward for t in trajectories]))}
     metrics.update(_mean_env_metrics(trajectories))
     kept = [g for g in groups if not (config.drop_constant_groups and is_constant(g))]
     metrics["groups_kept"] = float(len(kept))
@@ -153,7 +158,7 @@ async def _train_step(
     ]
     own_logprobs = np.concatenate([loss_input(d, "logprobs")[loss_input(d, "mask") > 0] for d in datums] or [np.zeros(0)])
     if own_logprobs.size:
-        metrics["entropy"] = float(-own_logprobs.mean())  # per-token estimate along the sampled path
+        metrics[ENTROPY] = float(-own_logprobs.mean())  # per-token estimate along the sampled path
     if reference is not None and datums:
         shaped, kl_metrics = await apply_kl_penalty(datums, reference, config.kl_coef)
         metrics.update(kl_metrics)
@@ -165,11 +170,12 @@ async def _train_step(
     if config.loss_fn == "dro":
         datums = await _observation_logprobs_from_trainer(training, datums)
     # both submitted before either is awaited: the server runs them in one tick
-    forward_backward = await training.forward_backward_async(datums, config.loss_fn, loss_fn_config=config.loss_fn_config)
-    optim_step = await training.optim_step_async(types.AdamParams(learning_rate=config.learning_rate))
-    result = await forward_backward.result_async()
-    await optim_step.result_async()
-    metrics["loss"] = float(result.metrics["loss:sum"]) / max(1.0, float(own_logprobs.size))
+    forward_backward = training.forward_backward(datums, config.loss_fn, loss_fn_config=config.loss_fn_config)
+    optim_step = training.optim_step(types.AdamParams(learning_rate=config.learning_rate))
+    result = await forward_backward
+    await optim_step
+    # per token of the model's own, so steps of different sizes compare
+    metrics[LOSS] = float(result.metrics["loss:sum"]) / max(1.0, float(own_logprobs.size))
     for key, value in result.metrics.items():
         if key != "loss:sum":
             metrics[f"train/{key}"] = float(value)
@@ -179,7 +185,7 @@ async def _train_step(
 async def _observation_logprobs_from_trainer(training: tinker.TrainingClient, datums: list[types.Datum]) -> list[types.Datum]:
     """dro pulls every position's logprob toward the datum's `logprobs`, prompt positions
     included; there the trainer's own current logprobs stand in, so only the model's tokens move."""
-    forward = await (await training.forward_async(datums, "cross_entropy")).result_async()
+    forward = await training.forward(datums, "cross_entropy")
     filled = []
     for datum, output in zip(datums, forward.loss_fn_outputs, strict=True):
         mask = loss_input(datum, "mask")
@@ -202,8 +208,9 @@ class _Batches:
     its step asks for it; off policy, a background task samples up to k batches ahead with the
     newest weights it has."""
 
-    def __init__(self, dataset: Dataset, params: types.SamplingParams, max_off_policy: int, start: int, stop: int):
-        self.dataset, self.params, self.max_off_policy = dataset, params, max_off_policy
+    def __init__(self, dataset: Dataset, params: types.SamplingParams, max_off_policy: int, start: int, stop: int,
+                 seed: int):
+        self.dataset, self.params, self.max_off_policy, self.seed = dataset, params, max_off_policy, seed
         self.next_index, self.stop_index = start, stop
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max(1, max_off_policy))
         self.policy: _Policy | None = None
@@ -219,18 +226,22 @@ class _Batches:
 
     async def take(self, step: int, policy: _Policy) -> list[TrajectoryGroup]:
         if self.task is None:
-            return await run_groups(policy.sampler, self.dataset.get_batch(step), self.params, policy.version)
+            return await self._sample(step, policy)
         index, groups = await self.queue.get()
         assert index == step, (index, step)
         if step - min(g.sampled_at_step for g in groups) > self.max_off_policy:
-            groups = await run_groups(policy.sampler, self.dataset.get_batch(step), self.params, policy.version)
+            groups = await self._sample(step, policy)
         return groups
+
+    async def _sample(self, index: int, policy: _Policy) -> list[TrajectoryGroup]:
+        # the seed of batch `index` (and of the policy version), so a resumed run samples as the
+        # uninterrupted one would
+        seed = (self.seed * 1_000_003 + index * 10_007 + policy.version) % (1 << 62)
+        return await run_groups(policy.sampler, self.dataset.get_batch(index), self.params, policy.version, seed=seed)
 
     async def _sample_ahead(self) -> None:
         for index in range(self.next_index, self.stop_index):
-            policy = self.policy
-            groups = await run_groups(policy.sampler, self.dataset.get_batch(index), self.params, policy.version)
-            await self.queue.put((index, groups))
+            await self.queue.put((index, await self._sample(index, self.policy)))
 
     async def stop(self) -> None:
         if self.task is not None:

@@ -53,8 +53,9 @@ class PlainFormat:
         text = self.tokenizer.decode(action)
         return text[:-1] if text.endswith("\n") else text + "<no end>"
 
-    def sft_datum(self, a: int, b: int) -> types.Datum:
-        prompt, answer = self._encode(f"{a}+{b}="), self._encode(f"{a + b}\n")
+    def sft_datum(self, a: int, b: int, answer: int | None = None) -> types.Datum:
+        """`answer` defaults to the right one; another teaches the format without the fact."""
+        prompt, answer = self._encode(f"{a}+{b}="), self._encode(f"{a + b if answer is None else answer}\n")
         tokens = prompt + answer
         weights = [0.0] * (len(prompt) - 1) + [1.0] * len(answer)
         return types.Datum(
