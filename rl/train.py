@@ -212,9 +212,11 @@ class _Batches:
                  seed: int):
         self.dataset, self.params, self.max_off_policy, self.seed = dataset, params, max_off_policy, seed
         self.next_index, self.stop_index = start, stop
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max(1, max_off_policy))
+        # holds at most k + 1 batches: the sampler waits for the weights each batch needs
+        self.queue: asyncio.Queue = asyncio.Queue()
         self.policy: _Policy | None = None
         self.task: asyncio.Task | None = None
+        self.updated = asyncio.Condition()
 
     def start(self, policy: _Policy) -> None:
         self.policy = policy
@@ -223,6 +225,12 @@ class _Batches:
 
     def update(self, policy: _Policy) -> None:
         self.policy = policy
+        if self.task is not None:
+            asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self.updated:
+            self.updated.notify_all()
 
     async def take(self, step: int, policy: _Policy) -> list[TrajectoryGroup]:
         if self.task is None:
@@ -241,6 +249,10 @@ class _Batches:
 
     async def _sample_ahead(self) -> None:
         for index in range(self.next_index, self.stop_index):
+            # batch `index` trains at step `index`: sampled with the weights after step
+            # index − k or later, it is at most k steps stale
+            async with self.updated:
+                await self.updated.wait_for(lambda: self.policy.version >= index - self.max_off_policy)
             await self.queue.put((index, await self._sample(index, self.policy)))
 
     async def stop(self) -> None:
