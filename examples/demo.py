@@ -1,21 +1,23 @@
-"""The main demo: a random tiny model learns small additions, first from examples, then from rewards.
+"""The main demo: a random tiny model learns small additions, from a noisy teacher, then from rewards.
 
-    python examples/demo.py [--log-dir runs/demo] [--rl-steps 80]
+    python examples/demo.py [--log-dir runs/demo] [--rl-steps 120] [--max-steps-off-policy K]
 
 It starts a local anvil server in the background (the embedded default: SQLite, local disk, the
 built-in `anvil/tiny-qwen3`, whose weights are random), then through the official tinker SDK:
 
-1. SFT warm-up on the task's format only: every problem with operands 0..2 ("2+1="), each
-   answered with numbers drawn at random from the possible sums ("4\\n"). The model learns to
-   answer with a number and a newline, and is right about one time in five: by chance.
-2. RL on exact answers (rl/, the project's RL library): each step samples 8 problems × 16
-   answers, rewards exactly-right answers with 1, centres rewards within each problem's group
-   and takes an importance-sampling step. What the model learns about the sums, it learns from
-   the rewards: sampled accuracy rises several-fold within 80 steps (typically from ~0.1 to
-   ~0.35).
+1. SFT warm-up from a noisy teacher, 20 steps: every problem with operands 0..2 ("2+1="), each
+   answered four times, once with the right sum and three times with a sum drawn at random
+   ("4\\n"). The model learns the format (a number, then a newline) and a weak preference for
+   the right answer: its sampled answers are right about one time in seven.
+2. RL on exact answers (rl/, the project's RL library), 120 steps: each step samples 10 problems
+   × 16 answers (every sum equally often, so no answer pays off whatever the question), rewards
+   an exactly-right answer with 1, centres rewards within each problem's group, pulls toward
+   the warm-up's answers with a KL penalty (coefficient 0.1: it keeps a policy that is sure of a
+   wrong answer exploring) and takes an importance-sampling step. Sampled accuracy rises about
+   fourfold (measured: 0.14 over the first 10 steps, 0.55 over the last 10).
 
 Every step prints a progress line; the run ends with the reward curves in a PNG and a W&B run
-folder (offline unless WANDB_MODE says otherwise), and prints where both are. About two minutes
+folder (offline unless WANDB_MODE says otherwise), and prints where both are. About five minutes
 on a 2-core CPU.
 """
 
@@ -46,10 +48,15 @@ MAX_OPERAND = 2
 # found by trying: the tiny model's 2 layers learn these facts at 3e-3; at 1e-2 both SFT and
 # RL diverge, and RL from 5e-3 up sometimes collapses to answers that are never right
 LEARNING_RATE = 3e-3
+# Without the KL term, or from a warm-up on random answers only, RL learns a constant: every
+# question answered with the commonest sum, or (sums balanced) nothing at all
+KL_COEF = 0.1
+GROUPS = 10  # two of each sum 0..4
 
 
-async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, wandb_project: str | None) -> str:
-    """Supervised steps on every problem; returns the training checkpoint RL starts from."""
+async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, wandb_project: str | None) -> tuple[str, str]:
+    """Supervised steps on every problem; returns the training checkpoint RL starts from and
+    the sampler checkpoint of the same weights, RL's KL reference."""
     training = await service.create_lora_training_client(base_model=BASE_MODEL, rank=32, seed=0)
     problem_format = PlainFormat(training.get_tokenizer())
     problems = list(itertools.product(range(MAX_OPERAND + 1), repeat=2))
@@ -58,10 +65,10 @@ async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, w
     with Tracker(log_dir, config, wandb_project=wandb_project, wandb_run_name="demo-sft", total_steps=steps) as tracker:
         for step in range(steps):
             started = time.perf_counter()
-            # four random answers per problem: the format, and no preference among the sums
+            # a noisy teacher: per problem the right answer once and three random sums
             data = [
-                problem_format.sft_datum(a, b, answer=rng.randint(0, 2 * MAX_OPERAND))
-                for a, b in problems for _ in range(4)
+                problem_format.sft_datum(a, b, answer=None if i == 0 else rng.randint(0, 2 * MAX_OPERAND))
+                for a, b in problems for i in range(4)
             ]
             forward_backward = training.forward_backward(data, "cross_entropy")
             optim_step = training.optim_step(types.AdamParams(learning_rate=LEARNING_RATE))
@@ -69,25 +76,28 @@ async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, w
             await optim_step
             tracker.log(step, {LOSS: result.metrics["loss:sum"] / len(data), "step_time_s": time.perf_counter() - started})
     saved = await training.save_state("sft-warmup")
-    return saved.path
+    sampler = await training.save_weights_for_sampler("sft-warmup")
+    return saved.path, sampler.path
 
 
-async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb_project: str | None) -> Path:
+async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb_project: str | None,
+              max_steps_off_policy: int = 0, loss_fn: str = "importance_sampling") -> Path:
     service = tinker.ServiceClient(base_url=base_url)
     print("\n== 1. SFT warm-up on the format ==")
-    warm = await sft_warmup(service, log_dir / "sft", sft_steps, wandb_project)
+    warm, warm_sampler = await sft_warmup(service, log_dir / "sft", sft_steps, wandb_project)
     tokenizer = (await service.create_lora_training_client(base_model=BASE_MODEL, rank=1)).get_tokenizer()
     problem_format = PlainFormat(tokenizer)
     print("\n== 2. RL on exact answers ==")
     config = RLConfig(
         base_model=BASE_MODEL, log_dir=log_dir / "rl", steps=rl_steps, learning_rate=LEARNING_RATE,
-        max_tokens=4, eval_every=10, init_state_path=warm, wandb_project=wandb_project, wandb_run_name="demo-rl",
+        max_tokens=4, eval_every=10, init_state_path=warm, kl_coef=KL_COEF, kl_reference_path=warm_sampler,
+        max_steps_off_policy=max_steps_off_policy, loss_fn=loss_fn, wandb_project=wandb_project, wandb_run_name="demo-rl",
     )
     # 16 answers per problem: a group of 8 is often all wrong (or all right) and teaches nothing
-    dataset = AdditionDataset(problem_format, groups=8, group_size=16, max_operand=MAX_OPERAND, seed=1)
+    dataset = AdditionDataset(problem_format, groups=GROUPS, group_size=16, max_operand=MAX_OPERAND, seed=1,
+                              balance_sums=True)
     # every problem, 8 answers each, always the same: the eval curve is comparable step to step
-    everything = (MAX_OPERAND + 1) ** 2
-    evals = AdditionDataset(problem_format, groups=everything, group_size=8, max_operand=MAX_OPERAND, seed=99)
+    evals = AdditionDataset(problem_format, groups=10, group_size=8, max_operand=MAX_OPERAND, seed=99, balance_sums=True)
     rl_dir = await train(config, dataset, service, eval_dataset=evals)
     service.close("success").result()
     return rl_dir
@@ -102,7 +112,8 @@ def accuracy_summary(rl_dir: Path) -> tuple[float, float]:
     return float(np.mean(accuracy[:10])), float(np.mean(accuracy[-10:]))
 
 
-def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 80) -> Path:
+def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 120, max_steps_off_policy: int = 0,
+         loss_fn: str = "importance_sampling") -> Path:
     os.environ.setdefault("TINKER_API_KEY", "tml-demo")
     os.environ.setdefault("WANDB_MODE", "offline")
     log_dir = (log_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
@@ -110,7 +121,7 @@ def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 80) -
         print(f"starting anvil serve (data in {data_dir}) ...")
         with AnvilServer(Path(data_dir)) as server:
             print(f"anvil is serving at {server.base_url}")
-            rl_dir = asyncio.run(run(server.base_url, log_dir, sft_steps, rl_steps, "anvil-demo"))
+            rl_dir = asyncio.run(run(server.base_url, log_dir, sft_steps, rl_steps, "anvil-demo", max_steps_off_policy, loss_fn))
     first, last = accuracy_summary(rl_dir)
     print(f"\naccuracy of sampled answers: first 10 RL steps {first:.2f}, last 10 {last:.2f}")
     print(f"curves:  {rl_dir / 'curves.png'} (SFT: {log_dir / 'sft' / 'curves.png'})")
@@ -123,6 +134,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-dir", type=Path, help="where metrics, curves and the W&B run go (default runs/demo-<time>)")
     parser.add_argument("--sft-steps", type=int, default=20)
-    parser.add_argument("--rl-steps", type=int, default=80)
+    parser.add_argument("--rl-steps", type=int, default=120)
+    parser.add_argument("--max-steps-off-policy", type=int, default=0,
+                        help="sample up to K steps ahead of training (async off-policy RL; use it with --loss-fn ppo)")
+    parser.add_argument("--loss-fn", default="importance_sampling", choices=["importance_sampling", "ppo", "cispo"])
     args = parser.parse_args()
-    main(args.log_dir, args.sft_steps, args.rl_steps)
+    main(args.log_dir, args.sft_steps, args.rl_steps, args.max_steps_off_policy, args.loss_fn)

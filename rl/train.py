@@ -49,9 +49,12 @@ class RLConfig:
     loss_fn_config: dict[str, float] | None = None
     max_tokens: int = 64
     temperature: float = 1.0
-    # A_t -= kl_coef · (q_t − ref_t); the reference is the base model. 0 turns the penalty off
+    # A_t -= kl_coef · (q_t − ref_t). 0 turns the penalty off
     kl_coef: float = 0.0
-    # KL against the base model is measured (and logged as `kl`) even when kl_coef is 0
+    # the reference: a sampler checkpoint (`tinker://…/sampler_weights/…`, an SFT warm-up say);
+    # None is the base model
+    kl_reference_path: str | None = None
+    # the KL against the reference is measured (and logged as `kl`) even when kl_coef is 0
     report_kl: bool = False
     max_steps_off_policy: int = 0
     drop_constant_groups: bool = True
@@ -101,7 +104,10 @@ async def train(
         start = 0
     reference = None
     if config.kl_coef > 0 or config.report_kl:
-        reference = await service.create_sampling_client(base_model=config.base_model)
+        if config.kl_reference_path is not None:
+            reference = await service.create_sampling_client(model_path=config.kl_reference_path)
+        else:
+            reference = await service.create_sampling_client(base_model=config.base_model)
     params = types.SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature)
     policy = _Policy(await training.save_weights_and_get_sampling_client(), start)
     batches = _Batches(dataset, params, config.max_steps_off_policy, start, config.steps, config.seed)
@@ -148,7 +154,10 @@ async def _train_step(
     trajectories = [t for g in groups for t in g.trajectories]
     metrics: dict[str, float] = {REWARD: float(np.mean([t.total_reward for t in trajectories]))}
     metrics.update(_mean_env_metrics(trajectories))
-    kept = [g for g in groups if not (config.drop_constant_groups and is_constant(g))]
+    # a constant group's advantages are zero, but the KL penalty still shapes them: a policy that
+    # is sure of a wrong answer (every sample wrong) is pulled back only through that group
+    drop_constant = config.drop_constant_groups and config.kl_coef == 0
+    kept = [g for g in groups if not (drop_constant and is_constant(g))]
     metrics["groups_kept"] = float(len(kept))
     datums = [
         datum

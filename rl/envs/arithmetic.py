@@ -119,19 +119,34 @@ class AdditionGroup:
 
 class AdditionDataset:
     """`groups` problems per batch, operands in [0, max_operand], from a seeded stream: batch i is
-    the same problems every time it is asked for."""
+    the same problems every time it is asked for.
+
+    With `balance_sums`, group g asks for the sum g mod (2·max_operand + 1) (a problem drawn
+    among those with that sum), so every answer is right equally often. Drawn uniformly, the
+    middle sums are the commonest (with operands 0..2, "2" is right for 3 problems in 9), and a
+    policy that answers the commonest sum whatever it is asked beats one that guesses: RL from a
+    guessing policy then learns that constant rather than to read the question."""
 
     def __init__(self, problem_format: ProblemFormat, groups: int, group_size: int, max_operand: int = 9,
-                 seed: int = 0, batches: int = 10_000):
+                 seed: int = 0, batches: int = 10_000, balance_sums: bool = False):
         self.format, self.groups, self.group_size = problem_format, groups, group_size
-        self.max_operand, self.seed, self.batches = max_operand, seed, batches
+        self.max_operand, self.seed, self.batches, self.balance_sums = max_operand, seed, batches, balance_sums
 
     def __len__(self) -> int:
         return self.batches
 
     def problems(self, index: int) -> list[tuple[int, int]]:
         rng = random.Random(self.seed * 1_000_003 + index)
-        return [(rng.randint(0, self.max_operand), rng.randint(0, self.max_operand)) for _ in range(self.groups)]
+        operands = range(self.max_operand + 1)
+        if not self.balance_sums:
+            return [(rng.choice(operands), rng.choice(operands)) for _ in range(self.groups)]
+        sums = 2 * self.max_operand + 1
+        problems = []
+        for g in range(self.groups):
+            total = g % sums
+            a = rng.choice([a for a in operands if 0 <= total - a <= self.max_operand])
+            problems.append((a, total - a))
+        return problems
 
     def get_batch(self, index: int) -> Sequence[GroupBuilder]:
         return [AdditionGroup(a, b, self.format, self.group_size) for a, b in self.problems(index)]
