@@ -81,7 +81,7 @@ async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, w
 
 
 async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb_project: str | None,
-              max_steps_off_policy: int = 0, loss_fn: str = "importance_sampling") -> Path:
+              max_steps_off_policy: int = 0, loss_fn: str = "importance_sampling", lr_schedule: str = "constant") -> Path:
     service = tinker.ServiceClient(base_url=base_url)
     print("\n== 1. SFT warm-up on the format ==")
     warm, warm_sampler = await sft_warmup(service, log_dir / "sft", sft_steps, wandb_project)
@@ -91,7 +91,8 @@ async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb
     config = RLConfig(
         base_model=BASE_MODEL, log_dir=log_dir / "rl", steps=rl_steps, learning_rate=LEARNING_RATE,
         max_tokens=4, eval_every=10, init_state_path=warm, kl_coef=KL_COEF, kl_reference_path=warm_sampler,
-        max_steps_off_policy=max_steps_off_policy, loss_fn=loss_fn, wandb_project=wandb_project, wandb_run_name="demo-rl",
+        max_steps_off_policy=max_steps_off_policy, loss_fn=loss_fn, lr_schedule=lr_schedule,
+        wandb_project=wandb_project, wandb_run_name="demo-rl",
     )
     # 16 answers per problem: a group of 8 is often all wrong (or all right) and teaches nothing
     dataset = AdditionDataset(problem_format, groups=GROUPS, group_size=16, max_operand=MAX_OPERAND, seed=1,
@@ -113,7 +114,7 @@ def accuracy_summary(rl_dir: Path) -> tuple[float, float]:
 
 
 def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 120, max_steps_off_policy: int = 0,
-         loss_fn: str = "importance_sampling") -> Path:
+         loss_fn: str = "importance_sampling", lr_schedule: str = "constant") -> Path:
     os.environ.setdefault("TINKER_API_KEY", "tml-demo")
     os.environ.setdefault("WANDB_MODE", "offline")
     log_dir = (log_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
@@ -121,7 +122,7 @@ def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 120, 
         print(f"starting anvil serve (data in {data_dir}) ...")
         with AnvilServer(Path(data_dir)) as server:
             print(f"anvil is serving at {server.base_url}")
-            rl_dir = asyncio.run(run(server.base_url, log_dir, sft_steps, rl_steps, "anvil-demo", max_steps_off_policy, loss_fn))
+            rl_dir = asyncio.run(run(server.base_url, log_dir, sft_steps, rl_steps, "anvil-demo", max_steps_off_policy, loss_fn, lr_schedule))
     first, last = accuracy_summary(rl_dir)
     print(f"\naccuracy of sampled answers: first 10 RL steps {first:.2f}, last 10 {last:.2f}")
     print(f"curves:  {rl_dir / 'curves.png'} (SFT: {log_dir / 'sft' / 'curves.png'})")
@@ -138,5 +139,6 @@ if __name__ == "__main__":
     parser.add_argument("--max-steps-off-policy", type=int, default=0,
                         help="sample up to K steps ahead of training (async off-policy RL; use it with --loss-fn ppo)")
     parser.add_argument("--loss-fn", default="importance_sampling", choices=["importance_sampling", "ppo", "cispo"])
+    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "linear"])
     args = parser.parse_args()
-    main(args.log_dir, args.sft_steps, args.rl_steps, args.max_steps_off_policy, args.loss_fn)
+    main(args.log_dir, args.sft_steps, args.rl_steps, args.max_steps_off_policy, args.loss_fn, args.lr_schedule)

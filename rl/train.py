@@ -44,6 +44,9 @@ class RLConfig:
     log_dir: Path
     steps: int
     learning_rate: float
+    # "constant", or "linear": decays to 0 at the last step, which keeps a sharp late policy
+    # from being knocked over by full-size steps (off-policy runs in particular)
+    lr_schedule: str = "constant"
     lora_rank: int = 32
     loss_fn: str = "importance_sampling"
     loss_fn_config: dict[str, float] | None = None
@@ -117,7 +120,7 @@ async def train(
         for step in range(start, config.steps):
             started = time.perf_counter()
             groups = await batches.take(step, policy)
-            metrics = await _train_step(training, config, groups, reference)
+            metrics = await _train_step(training, config, groups, reference, learning_rate(config, step))
             policy = _Policy(await training.save_weights_and_get_sampling_client(), step + 1)
             batches.update(policy)
             metrics["staleness"] = float(np.mean([step - g.sampled_at_step for g in groups]))
@@ -148,8 +151,16 @@ async def evaluate(
     return metrics
 
 
+def learning_rate(config: RLConfig, step: int) -> float:
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.lr_schedule == "linear":
+        return config.learning_rate * (1.0 - step / config.steps)
+    raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {config.lr_schedule!r}")
+
+
 async def _train_step(
-    training: tinker.TrainingClient, config: RLConfig, groups: list[TrajectoryGroup], reference
+    training: tinker.TrainingClient, config: RLConfig, groups: list[TrajectoryGroup], reference, lr: float
 ) -> dict[str, float]:
     trajectories = [t for g in groups for t in g.trajectories]
     metrics: dict[str, float] = {REWARD: float(np.mean([t.total_reward for t in trajectories]))}
@@ -180,7 +191,8 @@ async def _train_step(
         datums = await _observation_logprobs_from_trainer(training, datums)
     # both submitted before either is awaited: the server runs them in one tick
     forward_backward = training.forward_backward(datums, config.loss_fn, loss_fn_config=config.loss_fn_config)
-    optim_step = training.optim_step(types.AdamParams(learning_rate=config.learning_rate))
+    optim_step = training.optim_step(types.AdamParams(learning_rate=lr))
+    metrics["learning_rate"] = lr
     result = await forward_backward
     await optim_step
     # per token of the model's own, so steps of different sizes compare

