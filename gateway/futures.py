@@ -52,6 +52,7 @@ class Payload:
 class _Entry:
     request_type: str
     owner: str
+    created: str
     done: asyncio.Event = field(default_factory=asyncio.Event)
     payload: Payload | None = None
     finished_at: float = 0.0
@@ -74,8 +75,9 @@ class FutureStore:
         """Must be called on the event loop."""
         self._sweep()
         request_id = f"req-{uuid.uuid4().hex}"
-        self._entries[request_id] = _Entry(request_type, owner)
-        self._writer.created(FutureRow(request_id, owner, request_type, now_iso()))
+        entry = _Entry(request_type, owner, now_iso())
+        self._entries[request_id] = entry
+        self._writer.created(FutureRow(request_id, owner, request_type, entry.created))
         return request_id
 
     def resolve(self, request_id: str, payload: Payload) -> None:
@@ -118,8 +120,9 @@ class FutureStore:
         entry.payload = payload
         entry.finished_at = time.monotonic()
         entry.done.set()
-        finished = FutureRow(request_id, entry.owner, entry.request_type, "", now_iso(), payload.content_type, payload.body)
-        self._writer.finished(finished)
+        self._writer.finished(
+            FutureRow(request_id, entry.owner, entry.request_type, entry.created, now_iso(), payload.content_type, payload.body)
+        )
 
     def _sweep(self) -> None:
         now = time.monotonic()

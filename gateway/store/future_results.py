@@ -12,7 +12,8 @@ class FutureResults:
         self._engine = engine
 
     def write(self, created: list[FutureRow], finished: list[FutureRow]) -> None:
-        """Record new pending futures, then results, in one transaction (one commit for a batch)."""
+        """Record new pending futures, then the results of finished ones (their request id,
+        finished_at, content_type and body), in one transaction: one commit for a batch."""
         with self._engine.begin() as db:
             if created:
                 db.execute(sa.insert(futures), [vars(row) for row in created])
