@@ -1,23 +1,6 @@
-import os
-
 import pytest
 
-from postgres_cluster import PostgresCluster, postgres_bindir
-
 BACKENDS = ("sqlite", "postgresql")
-
-
-@pytest.fixture(scope="session")
-def postgres_cluster():
-    bindir = postgres_bindir()
-    if bindir is None:
-        message = "PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster = PostgresCluster(bindir)
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -81,3 +81,20 @@ def _result(http: httpx.Client, request_id: str, headers: dict) -> dict:
         if answer.json().get("type") != "try_again":
             return answer.json()
     raise AssertionError(f"{request_id} did not finish")
+
+
+def test_a_server_on_postgresql_keeps_its_metadata_across_a_restart(tmp_path, postgres_cluster):
+    url = postgres_cluster.new_database()
+    flags = ["--database-url", url]
+    with AnvilServer(tmp_path, args=flags) as server:
+        service = tinker.ServiceClient(base_url=server.base_url, api_key=API_KEY)
+        trainer = service.create_lora_training_client(base_model=TINY, rank=4, seed=0).result()
+        state = trainer.save_state("on-postgresql").result().path
+        model_id = trainer.model_id
+        service.close("success").result()
+    assert not (tmp_path / "metadata.sqlite").exists()
+
+    with AnvilServer(tmp_path, args=flags) as server:
+        rest = tinker.RestClient(base_url=server.base_url, api_key=API_KEY)
+        assert [c.tinker_path for c in rest.list_checkpoints(model_id).result().checkpoints] == [state]
+        assert rest.get_training_run(model_id).result().training_run_id == model_id
