@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-# also the engine's connection pool size floor (SQLAlchemy's default pool holds 5)
+# store calls from the loop in flight at once; with the press thread and the futures' writer they
+# stay within the 5 connections of SQLAlchemy's default pool
 STORE_THREADS = 4
 
 
