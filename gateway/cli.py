@@ -1,17 +1,12 @@
-"""`anvil serve`: run the server with the embedded default (SQLite + local disk, no other service)."""
+"""`anvil serve`: run the server with the embedded default (SQLite + local disk, no other service);
+`anvil keys`: the users' API keys, in the same store."""
 
 import argparse
 import logging
 import os
 from pathlib import Path
 
-import uvicorn
-
-from anvil.base_models import parse_model_flag
-from anvil.device import PRECISIONS, resolved_precision, set_precision
-from gateway.app import create_app
-from gateway.service import Settings
-from sampler.fleet import FleetConfig
+from gateway.keys_cli import add_keys_commands, is_loopback, refuse_without_keys, run_keys_command, store_arguments
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ANVIL_DATA_DIR", "~/.anvil")).expanduser()
 
@@ -20,9 +15,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="anvil", description="Self-hosted training API for the tinker SDK")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="metadata and checkpoints (default: %(default)s)")
+    store_arguments(serve, DEFAULT_DATA_DIR)
+    access = serve.add_mutually_exclusive_group()
+    access.add_argument(
+        "--require-keys", action="store_true",
+        help="accept only keys made with `anvil keys create` (the default on a non-loopback --host)",
+    )
+    access.add_argument(
+        "--open", action="store_true",
+        help="open mode on any --host: every well-formed tml- key is a user of its own (the default on loopback)",
+    )
     serve.add_argument(
         "--model", action="append", default=[], metavar="NAME=PATH",
         help="serve the local Hugging Face model folder PATH under NAME (repeatable)",
@@ -42,24 +46,50 @@ def main(argv: list[str] | None = None) -> None:
         help="adapters a lora-mode vLLM engine keeps loaded at once (default 8)",
     )
     serve.add_argument(
-        "--precision", choices=PRECISIONS, default=os.environ.get("ANVIL_PRECISION", "auto"),
+        "--precision", default=os.environ.get("ANVIL_PRECISION", "auto"),
         help="dtype of the frozen base weights in the trainer and the sampling engines: bf16, fp32, or auto "
         "(bf16 where the device multiplies it fast: CUDA, CPUs with AVX-512 BF16 or AMX; default). "
         "LoRA weights, optimizer state and losses are float32 either way",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_keys_commands(commands, DEFAULT_DATA_DIR)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        run_keys_command(args)
+    else:
+        _serve(args, serve)
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    # imported here: `anvil keys` needs none of torch, transformers or the server
+    import uvicorn
+
+    from anvil.base_models import parse_model_flag
+    from anvil.device import PRECISIONS, resolved_precision, set_precision
+    from gateway.app import create_app
+    from gateway.service import Settings
+    from gateway.store import database_url
+    from sampler.fleet import FleetConfig
+
+    if args.precision not in PRECISIONS:
+        parser.error(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     try:
         models = dict(parse_model_flag(flag) for flag in args.model)
     except ValueError as exc:
         parser.error(str(exc))
+    require_keys = args.require_keys or not (args.open or is_loopback(args.host))
+    data_dir = args.data_dir.expanduser().resolve()
+    if require_keys and not is_loopback(args.host):
+        refuse_without_keys(parser, database_url(data_dir, args.database_url), args.host)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_precision(args.precision)
     logging.getLogger("anvil").info("precision: %s (--precision %s)", resolved_precision(), args.precision)
     sampling = FleetConfig(
         engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots
     )
-    settings = Settings(data_dir=args.data_dir.expanduser().resolve(), models=models, sampling=sampling)
+    settings = Settings(
+        data_dir=data_dir, models=models, sampling=sampling, database_url=args.database_url, require_keys=require_keys
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 

@@ -39,8 +39,8 @@ async def resolve_model(service: Service, owner: str, model: str) -> ServedModel
     """The weights `model` names, if the caller may sample them; otherwise a 404 naming it."""
     try:
         if model.startswith("tinker://"):
-            checkpoint = service.readable_checkpoint(owner, model)
-            run = service.metadata.training_run(checkpoint.model_id)
+            checkpoint = await service.readable_checkpoint(owner, model)
+            run = await service.store.training_run(checkpoint.model_id)
             base = await service.base_model(run.base_model)
             return ServedModel(model, base, checkpoint_adapter(model, checkpoint))
         return ServedModel(model, await service.base_model(model), None)
@@ -50,14 +50,14 @@ async def resolve_model(service: Service, owner: str, model: str) -> ServedModel
         ) from None
 
 
-def list_models(service: Service, owner: str, texts: "ModelTexts", started: int) -> ModelList:
+async def list_models(service: Service, owner: str, texts: "ModelTexts", started: int) -> ModelList:
     """The base models (created: when the server started), then the caller's sampler checkpoints
     and the published ones, newest first."""
     cards = [
         ModelCard(id=name, created=started, owned_by="anvil", base_model=name, renderer=texts.default_renderer_name(name))
         for name in service.registry.names()
     ]
-    for checkpoint, base_model, checkpoint_owner in service.metadata.checkpoints_readable_by(
+    for checkpoint, base_model, checkpoint_owner in await service.store.checkpoints_readable_by(
         owner, "sampler_weights", LISTED_CHECKPOINTS
     ):
         cards.append(

@@ -65,12 +65,12 @@ class SampleScheduler:
     def known_request(self, sampling_session_id: str, seq_id: int) -> str | None:
         return self._requests.get((sampling_session_id, seq_id))
 
-    def submit(self, job: SampleJob) -> str:
-        """Queue `job`; returns its request id (the first one's, for a re-sent request)."""
+    def submit(self, job: SampleJob, owner: str) -> str:
+        """Queue `job` for `owner`; returns its request id (the first one's, for a re-sent request)."""
         key = (job.sampling_session_id, job.seq_id)
         if key in self._requests:
             return self._requests[key]
-        request_id = self.futures.create("Sample")
+        request_id = self.futures.create("Sample", owner)
         self._requests[key] = request_id
         if len(self._requests) > REMEMBERED_REQUESTS:
             self._requests.popitem(last=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from anvil.types import AdapterRef
 from gateway.errors import NotFound
-from gateway.metadata import CheckpointRow, SamplingSessionRow
+from gateway.store import CheckpointRow, SamplingSessionRow
 from gateway.service import KEPT_EPHEMERAL_SAVES, Service, parse_tinker_path
 
 
@@ -14,7 +14,7 @@ def checkpoint_adapter(tinker_path: str, checkpoint: CheckpointRow) -> AdapterRe
     return AdapterRef(checkpoint=tinker_path, version=checkpoint.created, folder=Path(checkpoint.folder))
 
 
-def session_adapter(service: Service, row: SamplingSessionRow) -> AdapterRef | None:
+async def session_adapter(service: Service, row: SamplingSessionRow) -> AdapterRef | None:
     """The weights behind a sampling session, at their current version (None: the base model)."""
     gone = NotFound(
         f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted, "
@@ -30,7 +30,7 @@ def session_adapter(service: Service, row: SamplingSessionRow) -> AdapterRef | N
         # never written again, so one version is all they have
         return AdapterRef(checkpoint=f"unnamed:{folder}", version="0", folder=folder)
     model_id, kind, name = parse_tinker_path(row.model_path)
-    checkpoint = service.metadata.checkpoint(model_id, f"{kind}/{name}")
+    checkpoint = await service.store.checkpoint(model_id, f"{kind}/{name}")
     if checkpoint is None or not Path(checkpoint.folder).is_dir():
         raise gone
     return checkpoint_adapter(row.model_path, checkpoint)

@@ -10,7 +10,17 @@ from pathlib import Path
 from anvil.base_models import BaseModelRegistry, UnknownBaseModel
 from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
-from gateway.metadata import CheckpointRow, MetadataStore, TrainingRunRow
+from gateway.store import (
+    ApiKeys,
+    CheckpointRow,
+    FutureResults,
+    MetadataStore,
+    OffLoop,
+    TrainingRunRow,
+    database_url,
+    open_engine,
+    store_executor,
+)
 from gateway.press import Press
 from gateway.sample_scheduler import SampleScheduler
 from sampler.fleet import FleetConfig, SamplerFleet
@@ -30,6 +40,11 @@ class Settings:
     # how long retrieve_future holds a poll open; below the SDK's 45 s read timeout
     long_poll_s: float = 25.0
     sampling: FleetConfig = field(default_factory=FleetConfig)
+    # a SQLAlchemy URL; None: $ANVIL_DATABASE_URL, else SQLite in the data dir
+    database_url: str | None = None
+    # True: only keys made by `anvil keys create` are accepted; False (open mode): any well-formed
+    # tml- key is accepted, as its own user unless it is a created key
+    require_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,15 +60,16 @@ class Service:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.registry = BaseModelRegistry(settings.data_dir / "models", dict(settings.models))
-        self.metadata = MetadataStore(settings.data_dir / "metadata.sqlite")
-        self.futures = FutureStore(loop)
+        self.engine = open_engine(database_url(settings.data_dir, settings.database_url))
+        self._store_threads = store_executor()
+        self.store = OffLoop(MetadataStore(self.engine), self._store_threads)
+        self.keys = OffLoop(ApiKeys(self.engine), self._store_threads)
+        self.futures = FutureStore(loop, FutureResults(self.engine))
         self.trainer_pool = InProcessTrainerPool(TrainerWorker(self.registry))
         self.press = Press(self.trainer_pool, self.futures)
         self.fleet = SamplerFleet(self.registry, settings.sampling)
         # sampling runs beside training, on the scheduler's own thread and event loop
         self.sampling = SampleScheduler(self.fleet, self.futures)
-        # X-Idempotency-Key of create_session → session id
-        self.session_keys: dict[str, str] = {}
         self._base_models: dict[str, BaseModelInfo] = {}
 
     def start(self) -> None:
@@ -63,6 +79,9 @@ class Service:
     def stop(self) -> None:
         self.press.stop()
         self.sampling.stop()
+        self.futures.close()
+        self._store_threads.shutdown(wait=True)
+        self.engine.dispose()
 
     async def base_model(self, name: str) -> BaseModelInfo:
         """Resolve a served base model (building the built-in one on first use, off the loop)."""
@@ -81,19 +100,19 @@ class Service:
         return self._base_models[name]
 
     # ownership
-    def owned_session(self, owner: str, session_id: str) -> None:
-        if self.metadata.session_owner(session_id) != owner:
+    async def owned_session(self, owner: str, session_id: str) -> None:
+        if await self.store.session_owner(session_id) != owner:
             raise NotFound(f"session {session_id!r} not found")
 
-    def owned_run(self, owner: str, model_id: str) -> TrainingRunRow:
-        run = self.metadata.training_run(model_id)
+    async def owned_run(self, owner: str, model_id: str) -> TrainingRunRow:
+        run = await self.store.training_run(model_id)
         if run is None or run.owner != owner:
             raise NotFound(f"model_id {model_id!r} not found")
         return run
 
-    def live_run(self, owner: str, model_id: str) -> TrainingRunRow:
+    async def live_run(self, owner: str, model_id: str) -> TrainingRunRow:
         """A training run that can take work now (its adapter is loaded in the trainer)."""
-        run = self.owned_run(owner, model_id)
+        run = await self.owned_run(owner, model_id)
         if not self.press.has_model(model_id):
             raise NotFound(
                 f"model_id {model_id!r} is not loaded on this server (it was created before a restart); "
@@ -101,10 +120,10 @@ class Service:
             )
         return run
 
-    def readable_checkpoint(self, owner: str, tinker_path: str) -> CheckpointRow:
+    async def readable_checkpoint(self, owner: str, tinker_path: str) -> CheckpointRow:
         model_id, kind, name = parse_tinker_path(tinker_path)
-        row = self.metadata.checkpoint(model_id, f"{kind}/{name}")
-        run = self.metadata.training_run(model_id)
+        row = await self.store.checkpoint(model_id, f"{kind}/{name}")
+        run = await self.store.training_run(model_id)
         if row is None or run is None or (run.owner != owner and not row.public):
             raise NotFound(f"checkpoint {tinker_path!r} not found")
         if not Path(row.folder).is_dir():
@@ -115,8 +134,9 @@ class Service:
         return self.data_dir / "checkpoints" / model_id / kind / name
 
 
-def owner_of_key(api_key: str) -> str:
-    # keys are never stored; a user is the hash of their key
+def open_user_id(api_key: str) -> str:
+    """The user an open-mode key that `anvil keys create` did not make stands for: the key is not
+    stored; its hash is the user's id."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:24]
 
 

@@ -12,6 +12,23 @@ os.environ.setdefault("ANVIL_PRECISION", "fp32")
 
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster (tests/postgres_cluster.py). Without PostgreSQL's binaries
+    its tests fail under CI (which installs them: .ci/run) and are skipped elsewhere."""
+    from postgres_cluster import PostgresCluster, postgres_bindir
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        message = "PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PostgresCluster(bindir)
+    yield cluster
+    cluster.stop()
+
+
 def _start_server(tmp_path_factory, precision: str):
     from gateway.local_server import AnvilServer, tiny_model_folder
 

@@ -46,13 +46,13 @@ router = APIRouter()
 
 @router.get("/models")
 async def models(request: Request, service: ServiceDep, owner: BearerOwnerDep) -> ModelList:
-    return list_models(service, owner, _texts(request), request.app.state.started)
+    return await list_models(service, owner, _texts(request), request.app.state.started)
 
 
 @router.get("/models/{model:path}")
 async def model(model: str, request: Request, service: ServiceDep, owner: BearerOwnerDep) -> ModelCard:
     served = await resolve_model(service, owner, model)
-    listed = list_models(service, owner, _texts(request), request.app.state.started).data
+    listed = (await list_models(service, owner, _texts(request), request.app.state.started)).data
     card = next((card for card in listed if card.id == model), None)
     if card is None:  # readable but not listed: a training checkpoint, or a path to a model folder
         texts = _texts(request)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import NotFound, UserError
-from gateway.metadata import CheckpointRow, TrainingRunRow
+from gateway.store import CheckpointRow, TrainingRunRow
 from gateway.service import Service, parse_tinker_path
 
 router = APIRouter(prefix="/api/v1")
@@ -28,8 +28,8 @@ def checkpoint_json(row: CheckpointRow) -> dict:
     }
 
 
-def training_run_json(service: Service, run: TrainingRunRow) -> dict:
-    checkpoints = service.metadata.checkpoints_of_run(run.model_id)
+async def training_run_json(service: Service, run: TrainingRunRow) -> dict:
+    checkpoints = await service.store.checkpoints_of_run(run.model_id)
     training = [c for c in checkpoints if c.kind == "weights"]
     sampler = [c for c in checkpoints if c.kind == "sampler_weights"]
     return {
@@ -48,27 +48,27 @@ def training_run_json(service: Service, run: TrainingRunRow) -> dict:
 
 @router.get("/training_runs")
 async def list_training_runs(service: ServiceDep, owner: OwnerDep, limit: int = 20, offset: int = 0) -> dict:
-    runs, total = service.metadata.training_runs(owner, _limit(limit), max(offset, 0))
+    runs, total = await service.store.training_runs(owner, _limit(limit), max(offset, 0))
     return {
-        "training_runs": [training_run_json(service, run) for run in runs],
+        "training_runs": [await training_run_json(service, run) for run in runs],
         "cursor": {"offset": offset, "limit": limit, "total_count": total},
     }
 
 
 @router.get("/training_runs/{run_id}")
 async def get_training_run(run_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    return training_run_json(service, service.owned_run(owner, run_id))
+    return await training_run_json(service, await service.owned_run(owner, run_id))
 
 
 @router.get("/training_runs/{run_id}/checkpoints")
 async def list_run_checkpoints(run_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    service.owned_run(owner, run_id)
-    return {"checkpoints": [checkpoint_json(c) for c in service.metadata.checkpoints_of_run(run_id)]}
+    await service.owned_run(owner, run_id)
+    return {"checkpoints": [checkpoint_json(c) for c in await service.store.checkpoints_of_run(run_id)]}
 
 
 @router.get("/checkpoints")
 async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int = 100, offset: int = 0) -> dict:
-    rows, total = service.metadata.checkpoints_of_owner(owner, _limit(limit), max(offset, 0))
+    rows, total = await service.store.checkpoints_of_owner(owner, _limit(limit), max(offset, 0))
     return {
         "checkpoints": [checkpoint_json(c) for c in rows],
         "cursor": {"offset": offset, "limit": limit, "total_count": total},
@@ -77,23 +77,23 @@ async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int
 
 @router.delete("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}")
 async def delete_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    row = _owned_checkpoint(service, owner, run_id, checkpoint_id)
-    service.metadata.delete_checkpoint(run_id, row.checkpoint_id)
+    row = await _owned_checkpoint(service, owner, run_id, checkpoint_id)
+    await service.store.delete_checkpoint(run_id, row.checkpoint_id)
     shutil.rmtree(Path(row.folder), ignore_errors=True)
     return {}
 
 
 @router.post("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}/publish")
 async def publish_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    _owned_checkpoint(service, owner, run_id, checkpoint_id)
-    service.metadata.set_checkpoint_public(run_id, checkpoint_id, True)
+    await _owned_checkpoint(service, owner, run_id, checkpoint_id)
+    await service.store.set_checkpoint_public(run_id, checkpoint_id, True)
     return {}
 
 
 @router.delete("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}/publish")
 async def unpublish_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    _owned_checkpoint(service, owner, run_id, checkpoint_id)
-    service.metadata.set_checkpoint_public(run_id, checkpoint_id, False)
+    await _owned_checkpoint(service, owner, run_id, checkpoint_id)
+    await service.store.set_checkpoint_public(run_id, checkpoint_id, False)
     return {}
 
 
@@ -101,20 +101,20 @@ async def unpublish_checkpoint(run_id: str, checkpoint_id: str, service: Service
 async def set_checkpoint_ttl(
     run_id: str, checkpoint_id: str, body: wire.CheckpointTtl, service: ServiceDep, owner: OwnerDep
 ) -> dict:
-    _owned_checkpoint(service, owner, run_id, checkpoint_id)
+    await _owned_checkpoint(service, owner, run_id, checkpoint_id)
     expires = None
     if body.ttl_seconds is not None:
         if body.ttl_seconds <= 0:
             raise UserError("ttl_seconds must be positive (or null for no expiry)")
-        expires = (datetime.now(UTC) + timedelta(seconds=body.ttl_seconds)).isoformat()
-    service.metadata.set_checkpoint_expiry(run_id, checkpoint_id, expires)
+        expires = (datetime.now(UTC) + timedelta(seconds=body.ttl_seconds)).isoformat(timespec="microseconds")
+    await service.store.set_checkpoint_expiry(run_id, checkpoint_id, expires)
     return {}
 
 
 @router.post("/weights_info")
 async def weights_info(body: wire.WeightsInfo, service: ServiceDep, owner: OwnerDep) -> dict:
-    row = service.readable_checkpoint(owner, body.tinker_path)
-    run = service.metadata.training_run(row.model_id)
+    row = await service.readable_checkpoint(owner, body.tinker_path)
+    run = await service.store.training_run(row.model_id)
     return {
         "base_model": run.base_model,
         "is_lora": True,
@@ -127,22 +127,22 @@ async def weights_info(body: wire.WeightsInfo, service: ServiceDep, owner: Owner
 
 @router.get("/sessions")
 async def list_sessions(service: ServiceDep, owner: OwnerDep) -> dict:
-    return {"sessions": service.metadata.sessions_of(owner)}
+    return {"sessions": await service.store.sessions_of(owner)}
 
 
 @router.get("/sessions/{session_id}")
 async def get_session(session_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    service.owned_session(owner, session_id)
+    await service.owned_session(owner, session_id)
     return {
-        "training_run_ids": service.metadata.training_runs_of_session(session_id),
-        "sampler_ids": service.metadata.sampling_sessions_of_session(session_id),
+        "training_run_ids": await service.store.training_runs_of_session(session_id),
+        "sampler_ids": await service.store.sampling_sessions_of_session(session_id),
     }
 
 
-def _owned_checkpoint(service: Service, owner: str, run_id: str, checkpoint_id: str) -> CheckpointRow:
-    service.owned_run(owner, run_id)
+async def _owned_checkpoint(service: Service, owner: str, run_id: str, checkpoint_id: str) -> CheckpointRow:
+    await service.owned_run(owner, run_id)
     parse_tinker_path(f"tinker://{run_id}/{checkpoint_id}")
-    row = service.metadata.checkpoint(run_id, checkpoint_id)
+    row = await service.store.checkpoint(run_id, checkpoint_id)
     if row is None:
         raise NotFound(f"checkpoint {checkpoint_id!r} of {run_id!r} not found")
     return row

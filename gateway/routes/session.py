@@ -39,27 +39,24 @@ async def create_session(
     owner: OwnerDep,
     x_idempotency_key: str | None = Header(default=None),
 ) -> dict:
-    # a retried create_session (same idempotency key) gets the same session
-    if x_idempotency_key and x_idempotency_key in service.session_keys:
-        return {"session_id": service.session_keys[x_idempotency_key], "type": "create_session"}
-    session_id = f"sess-{uuid.uuid4().hex[:12]}"
-    service.metadata.add_session(session_id, owner, body.tags, body.user_metadata or {})
-    if x_idempotency_key:
-        service.session_keys[x_idempotency_key] = session_id
+    # a retried create_session (the same user's same idempotency key) gets the same session
+    session_id = await service.store.add_session(
+        f"sess-{uuid.uuid4().hex[:12]}", owner, body.tags, body.user_metadata or {}, x_idempotency_key or None
+    )
     return {"session_id": session_id, "type": "create_session"}
 
 
 @router.post("/session_heartbeat")
 async def session_heartbeat(body: wire.SessionRef, service: ServiceDep, owner: OwnerDep) -> dict:
-    service.owned_session(owner, body.session_id)
-    service.metadata.touch_session(body.session_id)
+    await service.owned_session(owner, body.session_id)
+    await service.store.touch_session(body.session_id)
     return {"type": "session_heartbeat"}
 
 
 @router.post("/sessions/{session_id}/finish")
 async def finish_session(session_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
-    service.owned_session(owner, session_id)
-    service.metadata.touch_session(session_id, finished=True)
+    await service.owned_session(owner, session_id)
+    await service.store.touch_session(session_id, finished=True)
     return {}
 
 

@@ -14,7 +14,7 @@ from gateway import proto_codec, wire
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import UserError
 from gateway.futures import Payload
-from gateway.metadata import CheckpointRow, SamplingSessionRow, TrainingRunRow, now_iso
+from gateway.store import CheckpointRow, SamplingSessionRow, TrainingRunRow, now_iso
 from gateway.press import TrainOp
 from gateway.service import KEPT_EPHEMERAL_SAVES, Service, check_checkpoint_name
 from gateway.train_requests import failing_op, forward_backward_op, optim_step_op
@@ -39,7 +39,7 @@ def _future(request_id: str, model_id: str | None = None) -> dict:
 
 @router.post("/create_model")
 async def create_model(body: wire.CreateModel, service: ServiceDep, owner: OwnerDep) -> dict:
-    service.owned_session(owner, body.session_id)
+    await service.owned_session(owner, body.session_id)
     model_id = f"{body.session_id}:train:{body.model_seq_id}"
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
@@ -53,8 +53,8 @@ async def create_model(body: wire.CreateModel, service: ServiceDep, owner: Owner
         raise UserError(f"optimizer {optimizer!r} is not supported; anvil trains with adamw")
     base = await service.base_model(body.base_model)
     spec = LoraSpec(lora.rank, lora.seed, lora.train_attn, lora.train_mlp, lora.train_unembed)
-    _record_run(service, owner, body.session_id, model_id, base.name, spec, body.user_metadata)
-    request_id = service.futures.create("CreateModel")
+    await _record_run(service, owner, body.session_id, model_id, base.name, spec, body.user_metadata)
+    request_id = service.futures.create("CreateModel", owner)
     command = CreateModel(model_id, base.name, spec)
     op = _answering_op(model_id, 0, request_id, command, {"model_id": model_id, "type": "create_model"})
     return _future(service.press.open_model(model_id, op), model_id)
@@ -62,7 +62,7 @@ async def create_model(body: wire.CreateModel, service: ServiceDep, owner: Owner
 
 @router.post("/get_info")
 async def get_info(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) -> dict:
-    run = service.owned_run(owner, body.model_id)
+    run = await service.owned_run(owner, body.model_id)
     base = await service.base_model(run.base_model)
     return {
         "type": "get_info",
@@ -78,30 +78,30 @@ async def get_info(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) ->
 @router.post("/forward_backward")
 async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDep) -> dict:
     message = proto_codec.parse_forward_backward(await request.body(), request.headers.get("content-encoding"))
-    run, existing = _next_op(service, owner, message.model_id, message.seq_id)
+    run, existing = await _next_op(service, owner, message.model_id, message.seq_id)
     if existing is not None:
         return _future(existing)
     base = await service.base_model(run.base_model)
-    request_id = service.futures.create("ForwardBackward")
-    service.metadata.touch_training_run(run.model_id)
+    request_id = service.futures.create("ForwardBackward", owner)
+    await service.store.touch_training_run(run.model_id)
     return _future(service.press.submit(forward_backward_op(message, base.vocab_size, request_id)))
 
 
 @router.post("/optim_step")
 async def optim_step(body: wire.OptimStep, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
     if existing is not None:
         return _future(existing)
-    return _future(service.press.submit(optim_step_op(body, service.futures.create("OptimStep"))))
+    return _future(service.press.submit(optim_step_op(body, service.futures.create("OptimStep", owner))))
 
 
 @router.post("/save_weights")
 async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
     if existing is not None:
         return _future(existing)
-    request_id = service.futures.create("SaveWeights")
-    if not body.overwrite and body.path and service.metadata.checkpoint(run.model_id, f"weights/{body.path}"):
+    request_id = service.futures.create("SaveWeights", owner)
+    if not body.overwrite and body.path and await service.store.checkpoint(run.model_id, f"weights/{body.path}"):
         error = UserError(f"checkpoint weights/{body.path} of {run.model_id} exists; pass overwrite=True to replace it")
         return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
     return _future(service.press.submit(_named_save_op(service, run, body, "weights", request_id)))
@@ -109,10 +109,10 @@ async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: Owner
 
 @router.post("/save_weights_for_sampler")
 async def save_weights_for_sampler(body: wire.SaveWeightsForSampler, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
     if existing is not None:
         return _future(existing)
-    request_id = service.futures.create("SaveWeightsForSampler")
+    request_id = service.futures.create("SaveWeightsForSampler", owner)
     if body.path is None and body.sampling_session_seq_id is None:
         error = UserError("save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
         op = failing_op(run.model_id, body.seq_id, request_id, error)
@@ -137,7 +137,8 @@ def _named_save_op(
 
     def list_checkpoint(result: SaveResult) -> Payload:
         row = _checkpoint_row(run.model_id, kind, name, result, body.ttl_seconds, body.user_metadata)
-        service.metadata.add_checkpoint(row)
+        # on the press thread, which may wait for the database
+        service.store.sync.add_checkpoint(row)
         return Payload.json({"path": row.tinker_path})
 
     return TrainOp(run.model_id, body.seq_id, request_id, save(run.model_id, folder), finish=list_checkpoint)
@@ -149,7 +150,7 @@ def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.Sa
 
     def open_sampling_session(result: SaveResult) -> Payload:
         _drop_old_ephemeral_weights(folder.parent)
-        service.metadata.add_sampling_session(
+        service.store.sync.add_sampling_session(
             SamplingSessionRow(sampling_session_id, run.session_id, run.owner, run.base_model, None, result.folder)
         )
         return Payload.json({"sampling_session_id": sampling_session_id, "type": "save_weights_for_sampler"})
@@ -164,12 +165,12 @@ async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: Owner
         return await _create_from_state(body, service, owner)
     if body.seq_id is None:
         raise UserError("load_weights on an existing model needs seq_id")
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
     if existing is not None:
         return _future(existing)
-    request_id = service.futures.create("LoadWeights")
+    request_id = service.futures.create("LoadWeights", owner)
     try:
-        folder = _training_checkpoint(service, owner, body.path)
+        folder = await _training_checkpoint(service, owner, body.path)
         base_model, spec = checkpoints.read_training_meta(folder)
         if base_model != run.base_model or spec.rank != run.lora["rank"]:
             raise UserError(
@@ -187,15 +188,15 @@ async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: Owner
 async def _create_from_state(body: wire.LoadWeights, service: Service, owner: str) -> dict:
     if body.session_id is None or body.model_seq_id is None:
         raise UserError("load_weights needs either model_id and seq_id, or session_id and model_seq_id")
-    service.owned_session(owner, body.session_id)
+    await service.owned_session(owner, body.session_id)
     model_id = f"{body.session_id}:train:{body.model_seq_id}"
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
-    folder = _training_checkpoint(service, owner, body.path)
+    folder = await _training_checkpoint(service, owner, body.path)
     base_model, spec = checkpoints.read_training_meta(folder)
     await service.base_model(base_model)
-    _record_run(service, owner, body.session_id, model_id, base_model, spec, body.user_metadata)
-    request_id = service.futures.create("LoadWeights")
+    await _record_run(service, owner, body.session_id, model_id, base_model, spec, body.user_metadata)
+    request_id = service.futures.create("LoadWeights", owner)
     command = CreateModelFromState(model_id, str(folder), body.optimizer)
     op = _answering_op(model_id, 0, request_id, command, {"path": body.path, "model_id": model_id, "type": "load_weights"})
     return _future(service.press.open_model(model_id, op), model_id)
@@ -215,16 +216,18 @@ def _drop_old_ephemeral_weights(model_folder: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _training_checkpoint(service: Service, owner: str, path: str) -> Path:
-    row = service.readable_checkpoint(owner, path)
+async def _training_checkpoint(service: Service, owner: str, path: str) -> Path:
+    row = await service.readable_checkpoint(owner, path)
     if row.kind != "weights":
         raise UserError(f"{path} is a sampler checkpoint; load_weights needs a training checkpoint (…/weights/…)")
     return Path(row.folder)
 
 
-def _record_run(service: Service, owner: str, session_id: str, model_id: str, base_model: str, spec: LoraSpec, user_metadata) -> None:
+async def _record_run(
+    service: Service, owner: str, session_id: str, model_id: str, base_model: str, spec: LoraSpec, user_metadata
+) -> None:
     stamp = now_iso()
-    service.metadata.add_training_run(
+    await service.store.add_training_run(
         TrainingRunRow(
             model_id=model_id, session_id=session_id, owner=owner, base_model=base_model,
             lora=spec.__dict__.copy(), created=stamp, last_request=stamp,
@@ -238,7 +241,7 @@ def _checkpoint_row(
 ) -> CheckpointRow:
     expires = None
     if ttl_seconds:
-        expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)).isoformat()
+        expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)).isoformat(timespec="microseconds")
     return CheckpointRow(
         model_id=model_id, checkpoint_id=f"{kind}/{name}", kind=kind, folder=saved.folder, created=now_iso(),
         size_bytes=saved.size_bytes, public=False, expires_at=expires,
@@ -246,9 +249,9 @@ def _checkpoint_row(
     )
 
 
-def _next_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
+async def _next_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
     """The live run an operation is for, and the request id it already has if it was re-sent."""
-    run = service.live_run(owner, model_id)
+    run = await service.live_run(owner, model_id)
     if seq_id < 1:
         raise UserError(f"seq_id must be >= 1 (seq 0 is the model's creation), got {seq_id}")
     return run, service.press.request_id(run.model_id, seq_id)

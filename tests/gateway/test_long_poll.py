@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.futures import Payload
-from gateway.service import Settings
+from gateway.service import Settings, open_user_id
 
 HEADERS = {"X-API-Key": "tml-long-poll"}
 
@@ -34,4 +34,4 @@ def test_pending_future_is_held_then_try_again(tmp_path):
 
 
 async def _create(service) -> str:
-    return service.futures.create("OptimStep")
+    return service.futures.create("OptimStep", open_user_id(HEADERS["X-API-Key"]))

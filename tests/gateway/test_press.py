@@ -11,6 +11,7 @@ from anvil.types import AdamStep, ForwardBackwardResult, ForwardBackwardWork, Lo
 from gateway.errors import UserError
 from gateway.futures import FutureStore, Payload
 from gateway.press import SEQ_GAP_TIMEOUT_S, Press, TrainOp
+from gateway.store import FutureResults, database_url, open_engine
 from gateway.tick_stats import TickStats
 from trainer.commands import (
     CommandFailure,
@@ -24,6 +25,7 @@ from trainer.commands import (
 )
 
 BATCH_S, BARRIER_S = 0.5, 0.25
+OWNER = "press-tests"
 
 
 class FakeClock:
@@ -74,8 +76,12 @@ def loop():
 
 
 @pytest.fixture
-def futures(loop):
-    return FutureStore(loop)
+def futures(loop, tmp_path):
+    engine = open_engine(database_url(tmp_path))
+    store = FutureStore(loop, FutureResults(engine))
+    yield store
+    store.close()
+    engine.dispose()
 
 
 @pytest.fixture
@@ -100,29 +106,29 @@ def _json(payload: Payload) -> dict:
 def _open(press: Press, futures: FutureStore, *model_ids: str) -> None:
     for model_id in model_ids:
         create = CreateModel(model_id, "anvil/tiny-qwen3", LoraSpec(rank=4))
-        press.open_model(model_id, TrainOp(model_id, 0, futures.create("CreateModel"), create))
+        press.open_model(model_id, TrainOp(model_id, 0, futures.create("CreateModel", OWNER), create))
     press.run_tick()
 
 
 def _fb(futures: FutureStore, model_id: str, seq: int, lengths: tuple[int, ...] = (3,)) -> TrainOp:
     data = [TrainDatum(np.zeros(n, np.int64), {"target_tokens": np.zeros(n, np.int64)}) for n in lengths]
     work = ForwardBackwardWork(data=data, loss_fn="cross_entropy", loss_config={}, forward_only=False)
-    return TrainOp(model_id, seq, futures.create("ForwardBackward"), ForwardBackward(model_id, work),
+    return TrainOp(model_id, seq, futures.create("ForwardBackward", OWNER), ForwardBackward(model_id, work),
                    finish=lambda result: Payload.json(result.metrics))
 
 
 def _optim(futures: FutureStore, model_id: str, seq: int) -> TrainOp:
-    return TrainOp(model_id, seq, futures.create("OptimStep"), OptimStep(model_id, AdamStep()),
+    return TrainOp(model_id, seq, futures.create("OptimStep", OWNER), OptimStep(model_id, AdamStep()),
                    finish=lambda result: Payload.json({"metrics": result.metrics}))
 
 
 def _load(futures: FutureStore, model_id: str, seq: int) -> TrainOp:
-    return TrainOp(model_id, seq, futures.create("LoadWeights"), LoadState(model_id, "/ckpt", with_optimizer=True),
+    return TrainOp(model_id, seq, futures.create("LoadWeights", OWNER), LoadState(model_id, "/ckpt", with_optimizer=True),
                    finish=lambda result: Payload.json({"model_id": result.model_id}))
 
 
 def _outcome(loop, futures: FutureStore, op: TrainOp) -> dict:
-    return _json(loop.run_until_complete(futures.wait(op.request_id, 1.0)))
+    return _json(loop.run_until_complete(futures.wait(op.request_id, OWNER, 1.0)))
 
 
 def test_one_batch_per_round_across_models_then_barriers(press, pool, futures):
@@ -224,7 +230,7 @@ def test_a_pool_that_raises_fails_the_batch_not_the_press(press, pool, futures, 
 def test_a_pre_failed_op_fails_in_its_turn_without_reaching_the_trainer(press, pool, futures, loop):
     _open(press, futures, "m")
     pool.calls.clear()
-    invalid = TrainOp("m", 2, futures.create("OptimStep"), failure=CommandFailure("user", "adam_params.eps must be > 0"))
+    invalid = TrainOp("m", 2, futures.create("OptimStep", OWNER), failure=CommandFailure("user", "adam_params.eps must be > 0"))
     for op in (_fb(futures, "m", 1), invalid, _fb(futures, "m", 3)):
         press.submit(op)
     stats = press.run_tick()
@@ -243,8 +249,8 @@ def test_a_failing_finish_fails_only_its_future(press, pool, futures, loop):
     def crash(result):
         raise OSError("metadata disk full")
 
-    refused = TrainOp("m", 1, futures.create("SaveWeights"), OptimStep("m", AdamStep()), finish=refuse)
-    crashed = TrainOp("m", 2, futures.create("SaveWeights"), OptimStep("m", AdamStep()), finish=crash)
+    refused = TrainOp("m", 1, futures.create("SaveWeights", OWNER), OptimStep("m", AdamStep()), finish=refuse)
+    crashed = TrainOp("m", 2, futures.create("SaveWeights", OWNER), OptimStep("m", AdamStep()), finish=crash)
     fine = _optim(futures, "m", 3)
     for op in (refused, crashed, fine):
         press.submit(op)
