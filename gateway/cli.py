@@ -10,6 +10,7 @@ import uvicorn
 from anvil.base_models import parse_model_flag
 from anvil.device import PRECISIONS, resolved_precision, set_precision
 from gateway.app import create_app
+from gateway.quotas import Limits
 from gateway.service import Settings
 from sampler.fleet import FleetConfig
 
@@ -26,6 +27,37 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--model", action="append", default=[], metavar="NAME=PATH",
         help="serve the local Hugging Face model folder PATH under NAME (repeatable)",
+    )
+    serve.add_argument(
+        "--tokenizer", action="append", default=[], metavar="NAME=ID",
+        help="the tokenizer_id clients get for model NAME (a hub name or a path on the clients' machines; repeatable). "
+        "Default: NAME for models served under a hub name (org/name), else the model's folder on this server",
+    )
+    serve.add_argument(
+        "--session-timeout-s", type=_seconds, default=300.0, metavar="S",
+        help="a session without a heartbeat for S seconds ends and its models are unloaded (default 300; "
+        "the SDK sends one every 10 s)",
+    )
+    serve.add_argument(
+        "--long-poll-s", type=_seconds, default=25.0, metavar="S",
+        help="how long retrieve_future holds a poll open (default 25; keep it below the SDK's 45 s read timeout)",
+    )
+    limits = Limits()
+    serve.add_argument(
+        "--max-train-tokens", type=_positive, default=limits.max_train_tokens, metavar="N",
+        help="tokens one forward_backward may hold, all datums together (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-sample-tokens", type=_positive, default=limits.max_sample_tokens, metavar="N",
+        help="num_samples × max_tokens one sampling request may ask for (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-models-per-user", type=_positive, default=limits.max_models_per_user, metavar="N",
+        help="training models one user may have loaded at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=_positive, default=limits.max_body_bytes, metavar="N",
+        help="size of a request body after decompression (default %(default)s)",
     )
     serve.add_argument(
         "--sampler-engine", choices=["auto", "vllm", "torch"], default="auto",
@@ -51,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         models = dict(parse_model_flag(flag) for flag in args.model)
+        tokenizers = dict(_name_value(flag, "--tokenizer") for flag in args.tokenizer)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,8 +92,26 @@ def main(argv: list[str] | None = None) -> None:
     sampling = FleetConfig(
         engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots
     )
-    settings = Settings(data_dir=args.data_dir.expanduser().resolve(), models=models, sampling=sampling)
+    settings = Settings(
+        data_dir=args.data_dir.expanduser().resolve(), models=models, tokenizers=tokenizers, sampling=sampling,
+        session_timeout_s=args.session_timeout_s, long_poll_s=args.long_poll_s,
+        limits=Limits(args.max_train_tokens, args.max_sample_tokens, args.max_models_per_user, args.max_body_bytes),
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _name_value(flag: str, option: str) -> tuple[str, str]:
+    name, sep, value = flag.partition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"{option} expects NAME=VALUE, got {flag!r}")
+    return name, value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 86_400 * 365:
+        raise argparse.ArgumentTypeError(f"must be between 0.1 and a year in seconds, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -107,6 +107,17 @@ class MetadataStore:
             (now_iso(), int(finished), session_id),
         )
 
+    def silent_sessions(self, heard_before: str) -> list[str]:
+        """Sessions not finished whose last heartbeat is older than `heard_before` (ISO time)."""
+        rows = self._execute(
+            "SELECT session_id FROM sessions WHERE finished = 0 AND last_heartbeat < ?", (heard_before,)
+        )
+        return [r["session_id"] for r in rows]
+
+    def session_finished(self, session_id: str) -> bool:
+        rows = self._execute("SELECT finished FROM sessions WHERE session_id = ?", (session_id,))
+        return bool(rows and rows[0]["finished"])
+
     def sessions_of(self, owner: str) -> list[str]:
         rows = self._execute("SELECT session_id FROM sessions WHERE owner = ? ORDER BY created", (owner,))
         return [r["session_id"] for r in rows]

@@ -23,7 +23,7 @@ from gateway.errors import UserError
 from gateway.futures import FutureStore, Payload
 from gateway.press_metrics import PressMetrics
 from gateway.tick_stats import TickStats, TickTally
-from trainer.commands import Command, CommandFailure, ForwardBackward
+from trainer.commands import Command, CommandFailure, ForwardBackward, Unload
 from trainer.pool import TrainerPool
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class TrainOp:
 @dataclass
 class _ModelQueue:
     next_seq: int
+    owner: str = ""
     pending: dict[int, TrainOp] = field(default_factory=dict)
     blocked_since: float | None = None
 
@@ -81,6 +82,8 @@ class Press:
         self._clock = clock
         self._queues: dict[str, _ModelQueue] = {}
         self._seen: dict[tuple[str, int], str] = {}
+        # (model_id, request id or None) to drop from the trainer before the next tick's work
+        self._unloads: list[tuple[str, str | None]] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="anvil-press", daemon=True)
@@ -95,12 +98,35 @@ class Press:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
 
-    def open_model(self, model_id: str, create: TrainOp) -> str:
+    def open_model(self, model_id: str, create: TrainOp, owner: str = "") -> str:
         """Register a model whose creation is `create` (seq 0); idempotent."""
         with self._cond:
             if model_id not in self._queues:
-                self._queues[model_id] = _ModelQueue(next_seq=0)
+                self._queues[model_id] = _ModelQueue(next_seq=0, owner=owner)
         return self.submit(create)
+
+    def models_of(self, owner: str) -> int:
+        """Loaded models opened for `owner`."""
+        with self._cond:
+            return sum(1 for q in self._queues.values() if q.owner == owner)
+
+    def unload(self, model_id: str, request_id: str | None = None) -> None:
+        """Drop the model: its queued work fails as a user error, the trainer frees its adapter and
+        optimizer state (on the press thread, before the next tick), and `request_id`'s future, if
+        given, resolves when that is done. Unknown models are ignored."""
+        with self._cond:
+            queue = self._queues.pop(model_id, None)
+            if queue is None and request_id is None:
+                return
+            for op in (queue.pending.values() if queue else ()):
+                self.futures.fail(op.request_id, f"{model_id} was unloaded before this request ran", "user")
+            self._seen = {key: rid for key, rid in self._seen.items() if key[0] != model_id}
+            self._unloads.append((model_id, request_id))
+            self._cond.notify_all()
+
+    def loaded_models(self) -> int:
+        with self._cond:
+            return len(self._queues)
 
     def has_model(self, model_id: str) -> bool:
         with self._cond:
@@ -136,6 +162,7 @@ class Press:
         """Run everything ready now (rounds of one batch across models, then barriers in seq
         order, until nothing is ready) and return what the tick did."""
         tally = TickTally()
+        self._run_unloads(tally)
         while True:
             batch = self._take(lambda op: op.batched, tally)
             if batch:
@@ -151,10 +178,23 @@ class Press:
             self.metrics.record(stats)
         return stats
 
+    def _run_unloads(self, tally: TickTally) -> None:
+        with self._cond:
+            unloads, self._unloads = self._unloads, []
+        for model_id, request_id in unloads:
+            result = self.pool.run(Unload(model_id))
+            tally.add_barrier(0.0)
+            if request_id is None:
+                continue
+            if isinstance(result, CommandFailure):
+                self.futures.fail(request_id, result.message, result.category)
+            else:
+                self.futures.resolve(request_id, Payload.json({"model_id": model_id, "type": "unload_model"}))
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not self._any_ready():
+                while not self._stopping and not self._unloads and not self._any_ready():
                     self._cond.wait(timeout=1.0)
                 if self._stopping:
                     return

@@ -12,7 +12,9 @@ from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
 from gateway.metadata import CheckpointRow, MetadataStore, TrainingRunRow
 from gateway.press import Press
+from gateway.quotas import Limits
 from gateway.sample_scheduler import SampleScheduler
+from gateway.session_lifetimes import reap_silent_sessions
 from sampler.fleet import FleetConfig, SamplerFleet
 from trainer.pool import InProcessTrainerPool
 from trainer.worker import TrainerWorker
@@ -27,9 +29,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 class Settings:
     data_dir: Path
     models: dict[str, Path] = field(default_factory=dict)
+    # what get_info answers as a model's tokenizer_id, by model name (`--tokenizer NAME=ID`)
+    tokenizers: dict[str, str] = field(default_factory=dict)
     # how long retrieve_future holds a poll open; below the SDK's 45 s read timeout
     long_poll_s: float = 25.0
+    # a session without a heartbeat for this long ends and its models are unloaded
+    session_timeout_s: float = 300.0
     sampling: FleetConfig = field(default_factory=FleetConfig)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,18 @@ class Service:
         # X-Idempotency-Key of create_session → session id
         self.session_keys: dict[str, str] = {}
         self._base_models: dict[str, BaseModelInfo] = {}
+        self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
         self.press.start()
         self.sampling.start()
+        self._reaper = asyncio.get_running_loop().create_task(
+            reap_silent_sessions(self, self.settings.session_timeout_s)
+        )
 
     def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         self.press.stop()
         self.sampling.stop()
 
@@ -80,10 +93,30 @@ class Service:
             )
         return self._base_models[name]
 
+    def tokenizer_id(self, base: BaseModelInfo) -> str:
+        """What the SDK's get_tokenizer() loads. A model served under a hub name (`--model
+        Qwen/Qwen3-8B=DIR`) answers that name, so a client on another machine loads the tokenizer as
+        it would against hosted Tinker; others answer their folder, loadable on this machine only.
+        The operator's `--tokenizer NAME=ID` wins over both."""
+        if base.name in self.settings.tokenizers:
+            return self.settings.tokenizers[base.name]
+        if base.name in self.settings.models and "/" in base.name:
+            return base.name
+        return str(base.path)
+
     # ownership
     def owned_session(self, owner: str, session_id: str) -> None:
         if self.metadata.session_owner(session_id) != owner:
             raise NotFound(f"session {session_id!r} not found")
+
+    def open_session(self, owner: str, session_id: str) -> None:
+        """A session of the caller's that can still create models."""
+        self.owned_session(owner, session_id)
+        if self.metadata.session_finished(session_id):
+            raise UserError(
+                f"session {session_id!r} has ended (closed, or no heartbeat for "
+                f"{self.settings.session_timeout_s:.0f} s); create a new ServiceClient"
+            )
 
     def owned_run(self, owner: str, model_id: str) -> TrainingRunRow:
         run = self.metadata.training_run(model_id)
@@ -96,8 +129,8 @@ class Service:
         run = self.owned_run(owner, model_id)
         if not self.press.has_model(model_id):
             raise NotFound(
-                f"model_id {model_id!r} is not loaded on this server (it was created before a restart); "
-                "create a new training client from one of its checkpoints"
+                f"model_id {model_id!r} is not loaded on this server (it was unloaded, its session ended, "
+                "or it was created before a restart); create a new training client from one of its checkpoints"
             )
         return run
 

@@ -52,6 +52,10 @@ class PressCollector:
     def collect(self):
         press = self.service.press
         yield GaugeMetricFamily("anvil_press_queued_ops", "training operations waiting for a tick", value=press.queued_ops())
+        yield GaugeMetricFamily(
+            "anvil_training_models_loaded", "training models (LoRA adapters with optimizer state) loaded in the trainer",
+            value=press.loaded_models(),
+        )
         yield from press.metrics.collect()
 
 
