@@ -1,6 +1,6 @@
 """`GET /metrics`: the server's own figures in Prometheus text format (no user data in them)."""
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -60,8 +60,9 @@ class PressCollector:
 
 
 @router.get("/metrics")
-async def metrics(service: ServiceDep) -> Response:
+async def metrics(request: Request, service: ServiceDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(request.app.state.request_metrics)
     registry.register(SamplingCollector(service))
     registry.register(PressCollector(service))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
