@@ -10,6 +10,7 @@ import uvicorn
 from anvil.base_models import parse_model_flag
 from anvil.device import PRECISIONS, resolved_precision, set_precision
 from gateway.app import create_app
+from gateway.press import PIECE_TOKENS
 from gateway.quotas import Limits
 from gateway.service import Settings
 from sampler.fleet import FleetConfig
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> None:
         help="training models one user may have loaded at once (default %(default)s)",
     )
     serve.add_argument(
+        "--train-piece-tokens", type=_positive, default=PIECE_TOKENS, metavar="N",
+        help="a forward_backward over N tokens runs as pieces of at most N, other users' work joining "
+        "between them (exact: gradients accumulate; default %(default)s)",
+    )
+    serve.add_argument(
         "--max-body-bytes", type=_positive, default=limits.max_body_bytes, metavar="N",
         help="size of a request body after decompression (default %(default)s)",
     )
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=args.data_dir.expanduser().resolve(), models=models, tokenizers=tokenizers, sampling=sampling,
         session_timeout_s=args.session_timeout_s, long_poll_s=args.long_poll_s,
         limits=Limits(args.max_train_tokens, args.max_sample_tokens, args.max_models_per_user, args.max_body_bytes),
+        train_piece_tokens=args.train_piece_tokens,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 

@@ -23,6 +23,7 @@ from gateway.errors import UserError
 from gateway.futures import FutureStore, Payload
 from gateway.press_metrics import PressMetrics
 from gateway.tick_stats import TickStats, TickTally
+from gateway.train_pieces import merge_results, split_work
 from trainer.commands import Command, CommandFailure, ForwardBackward, Unload
 from trainer.pool import TrainerPool
 
@@ -34,6 +35,9 @@ SEQ_GAP_TIMEOUT_S = 10.0
 # request ids of a model's most recent seq_ids are remembered, so a re-sent request gets its first
 # future; a re-send older than this is refused as already executed
 REMEMBERED_SEQ_IDS = 4096
+# a forward_backward larger than this runs as pieces of at most this many tokens, one per round,
+# so other models' work is not held up behind it for the whole pass
+PIECE_TOKENS = 16_384
 
 
 def _empty_payload(result: Any) -> Payload:
@@ -56,6 +60,9 @@ class TrainOp:
     finish: Callable[[Any], Payload] = _empty_payload
     failure: CommandFailure | None = None
     submitted_at: float = field(default=0.0, init=False)  # stamped by the press
+    # a large forward_backward's pieces (gateway/train_pieces.py), one per round, and their results
+    pieces: list[ForwardBackward] = field(default_factory=list, init=False)
+    piece_results: list = field(default_factory=list, init=False)
 
     def __post_init__(self):
         if (self.command is None) == (self.failure is None):
@@ -75,8 +82,10 @@ class _ModelQueue:
 
 
 class Press:
-    def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic,
+                 piece_tokens: int = PIECE_TOKENS):
         self.pool = pool
+        self.piece_tokens = piece_tokens
         self.futures = futures
         self.metrics = PressMetrics()
         self._clock = clock
@@ -152,6 +161,9 @@ class Press:
             if op.seq_id < queue.next_seq:
                 raise UserError(f"seq_id {op.seq_id} of {op.model_id} was already executed or skipped")
             op.submitted_at = self._clock()
+            if isinstance(op.command, ForwardBackward):
+                if sum(len(d.tokens) for d in op.command.work.data) > self.piece_tokens:
+                    op.pieces = [ForwardBackward(op.model_id, w) for w in split_work(op.command.work, self.piece_tokens)]
             self._seen[key] = op.request_id
             self._seen.pop((op.model_id, op.seq_id - REMEMBERED_SEQ_IDS), None)
             queue.pending[op.seq_id] = op
@@ -168,7 +180,7 @@ class Press:
             if batch:
                 self._run_batch(batch, tally)
             barriers = self._take(lambda op: not op.batched, tally)
-            for op in barriers:
+            for op, _ in barriers:
                 self._run_barrier(op, tally)
             if not batch and not barriers:
                 break
@@ -200,17 +212,29 @@ class Press:
                     return
             self.run_tick()
 
-    def _take(self, wanted: Callable[[TrainOp], bool], tally: TickTally) -> list[TrainOp]:
-        """Pop each model's leading run of ready ops of one kind, in seq order."""
+    def _take(self, wanted: Callable[[TrainOp], bool], tally: TickTally) -> list[tuple[TrainOp, Command]]:
+        """Pop each model's leading run of ready ops of one kind, in seq order, with the command
+        to run for each: a pieced op gives its next piece, and stays at its queue's head (holding
+        back the model's later ops) until its last piece is taken."""
         taken = []
         with self._cond:
             now = self._clock()
             self._skip_gaps(now)
             for queue in self._queues.values():
                 while (op := queue.pending.get(queue.next_seq)) is not None and wanted(op):
+                    if op.pieces:
+                        index = len(op.piece_results)
+                        if index == 0:
+                            tally.queue_wait_s.append(max(0.0, now - op.submitted_at))
+                        taken.append((op, op.pieces[index]))
+                        if index < len(op.pieces) - 1:
+                            break
+                        del queue.pending[queue.next_seq]
+                        queue.next_seq += 1
+                        continue
                     del queue.pending[queue.next_seq]
                     queue.next_seq += 1
-                    taken.append(op)
+                    taken.append((op, op.command))
                     tally.queue_wait_s.append(max(0.0, now - op.submitted_at))
         return taken
 
@@ -231,17 +255,37 @@ class Press:
                 queue.blocked_since = None
                 log.warning("%s: seq_id %d..%d never arrived; moving on", model_id, missing, queue.next_seq - 1)
 
-    def _run_batch(self, ops: list[TrainOp], tally: TickTally) -> None:
-        commands = [op.command for op in ops]
+    def _run_batch(self, items: list[tuple[TrainOp, Command]], tally: TickTally) -> None:
+        commands = [command for _, command in items]
         started = self._clock()
         try:
             results = self.pool.forward_backward(commands)
         except Exception as exc:  # deliberate: a pool that breaks fails this batch, not the press
-            log.exception("forward_backward batch of %d requests failed", len(ops))
-            results = [CommandFailure("server", f"{type(exc).__name__}: {exc}")] * len(ops)
+            log.exception("forward_backward batch of %d requests failed", len(items))
+            results = [CommandFailure("server", f"{type(exc).__name__}: {exc}")] * len(items)
         tally.add_batch(commands, self._clock() - started)
-        for op, result in zip(ops, results, strict=True):
-            self._settle(op, result, tally)
+        for (op, _), result in zip(items, results, strict=True):
+            if not op.pieces:
+                self._settle(op, result, tally)
+            elif isinstance(result, CommandFailure):
+                self._drop_pieced(op)
+                done = len(op.piece_results)
+                note = f" (after {done} of its {len(op.pieces)} pieces had added their gradients)" if done else ""
+                self._settle(op, CommandFailure(result.category, result.message + note), tally)
+            else:
+                op.piece_results.append(result)
+                if len(op.piece_results) == len(op.pieces):
+                    merged = merge_results([p.work for p in op.pieces], op.piece_results)
+                    self._settle(op, merged, tally)
+
+    def _drop_pieced(self, op: TrainOp) -> None:
+        """A pieced op that failed before its last piece: off its queue's head, so the model's
+        later work goes on."""
+        with self._cond:
+            queue = self._queues.get(op.model_id)
+            if queue is not None and queue.pending.get(queue.next_seq) is op:
+                del queue.pending[queue.next_seq]
+                queue.next_seq += 1
 
     def _run_barrier(self, op: TrainOp, tally: TickTally) -> None:
         if op.failure is not None:

@@ -11,7 +11,7 @@ from anvil.base_models import BaseModelRegistry, UnknownBaseModel
 from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
 from gateway.metadata import CheckpointRow, MetadataStore, TrainingRunRow
-from gateway.press import Press
+from gateway.press import PIECE_TOKENS, Press
 from gateway.quotas import Limits
 from gateway.sample_scheduler import SampleScheduler
 from gateway.session_lifetimes import reap_silent_sessions
@@ -37,6 +37,8 @@ class Settings:
     session_timeout_s: float = 300.0
     sampling: FleetConfig = field(default_factory=FleetConfig)
     limits: Limits = field(default_factory=Limits)
+    # a forward_backward over this many tokens runs as pieces, other users' work between them
+    train_piece_tokens: int = PIECE_TOKENS
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Service:
         self.metadata = MetadataStore(settings.data_dir / "metadata.sqlite")
         self.futures = FutureStore(loop)
         self.trainer_pool = InProcessTrainerPool(TrainerWorker(self.registry))
-        self.press = Press(self.trainer_pool, self.futures)
+        self.press = Press(self.trainer_pool, self.futures, piece_tokens=settings.train_piece_tokens)
         self.fleet = SamplerFleet(self.registry, settings.sampling)
         # sampling runs beside training, on the scheduler's own thread and event loop
         self.sampling = SampleScheduler(self.fleet, self.futures)

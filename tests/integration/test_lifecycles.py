@@ -30,7 +30,7 @@ def server(tmp_path_factory):
     args = [
         "--sampler-engine", "torch", "--session-timeout-s", str(TIMEOUT_S), "--long-poll-s", "0.1",
         "--max-models-per-user", str(MAX_MODELS), "--max-train-tokens", "3000", "--max-sample-tokens", "1000",
-        "--tokenizer", f"{TINY}=Qwen/Qwen3-0.6B",
+        "--tokenizer", f"{TINY}=Qwen/Qwen3-0.6B", "--train-piece-tokens", "64",
     ]
     with AnvilServer(tmp_path_factory.mktemp("lifecycles"), args=args) as running:
         yield running
@@ -185,3 +185,32 @@ def test_a_model_served_under_a_hub_name_answers_that_name(service_client):
     assert training.get_info().model_data.tokenizer_id == ALIAS_MODEL
     builtin = service_client.create_lora_training_client(base_model=TINY, rank=2).result()
     assert "tiny-qwen3" in builtin.get_info().model_data.tokenizer_id  # its folder on this machine
+
+
+def test_a_forward_backward_run_in_pieces_equals_one_run_whole(server, service, service_client):
+    """The same request and step on this server (pieces of at most 64 tokens) and on the suite's
+    server (one pass): the same loss, metrics, logprobs and weights after the step."""
+    rng = np.random.default_rng(5)
+    data = []
+    for _ in range(5):
+        tokens = rng.integers(1, 1000, 41).tolist()
+        data.append(types.Datum(
+            model_input=types.ModelInput.from_ints(tokens[:-1]),
+            loss_fn_inputs={"target_tokens": np.asarray(tokens[1:]),
+                            "logprobs": rng.normal(-3, 0.5, 40).astype(np.float32),
+                            "advantages": rng.normal(0, 1, 40).astype(np.float32) * (rng.random(40) > 0.3)},
+        ))
+    outputs = []
+    for client in (service, service_client):
+        training = client.create_lora_training_client(base_model=TINY, rank=4, seed=11).result()
+        out = training.forward_backward(data, "importance_sampling").result()
+        training.optim_step(types.AdamParams(learning_rate=1e-2)).result()
+        after = training.forward(data, "cross_entropy").result()
+        outputs.append((out, after))
+    (pieced, pieced_after), (whole, whole_after) = outputs
+    assert pieced.metrics.keys() == whole.metrics.keys()
+    for key in whole.metrics:
+        assert pieced.metrics[key] == pytest.approx(whole.metrics[key], rel=1e-4, abs=1e-5), key
+    for a, b in zip(pieced.loss_fn_outputs + pieced_after.loss_fn_outputs,
+                    whole.loss_fn_outputs + whole_after.loss_fn_outputs, strict=True):
+        np.testing.assert_allclose(a["logprobs"].data, b["logprobs"].data, atol=1e-4)
