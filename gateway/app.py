@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.errors import UserError
 from gateway.openai_app import create_openai_app, start_openai_app
+from gateway.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from gateway.routes import futures, metrics, rest, sampling, session, training
 from gateway.service import Service, Settings
 from losses.types import LossInputError
@@ -32,6 +33,8 @@ def create_app(settings: Settings) -> FastAPI:
             service.stop()
 
     app = FastAPI(title="anvil", lifespan=lifespan)
+    app.state.request_metrics = RequestMetrics()
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     for module in (session, training, sampling, futures, rest, metrics):
         app.include_router(module.router)
     app.mount("/v1", openai_app)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from gateway.keys_cli import add_keys_commands, is_loopback, refuse_without_keys, run_keys_command, store_arguments
+from gateway.quotas import TRAIN_PIECE_TOKENS, Limits
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ANVIL_DATA_DIR", "~/.anvil")).expanduser()
 
@@ -30,6 +31,42 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--model", action="append", default=[], metavar="NAME=PATH",
         help="serve the local Hugging Face model folder PATH under NAME (repeatable)",
+    )
+    serve.add_argument(
+        "--tokenizer", action="append", default=[], metavar="NAME=ID",
+        help="the tokenizer_id clients get for model NAME (a hub name or a path on the clients' machines; repeatable). "
+        "Default: NAME for models served under a hub name (org/name), else the model's folder on this server",
+    )
+    serve.add_argument(
+        "--session-timeout-s", type=_seconds, default=300.0, metavar="S",
+        help="a session without a heartbeat for S seconds ends and its models are unloaded (default 300; "
+        "the SDK sends one every 10 s)",
+    )
+    serve.add_argument(
+        "--long-poll-s", type=_seconds, default=25.0, metavar="S",
+        help="how long retrieve_future holds a poll open (default 25; keep it below the SDK's 45 s read timeout)",
+    )
+    limits = Limits()
+    serve.add_argument(
+        "--max-train-tokens", type=_positive, default=limits.max_train_tokens, metavar="N",
+        help="tokens one forward_backward may hold, all datums together (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-sample-tokens", type=_positive, default=limits.max_sample_tokens, metavar="N",
+        help="num_samples × max_tokens one sampling request may ask for (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-models-per-user", type=_positive, default=limits.max_models_per_user, metavar="N",
+        help="training models one user may have loaded at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--train-piece-tokens", type=_positive, default=TRAIN_PIECE_TOKENS, metavar="N",
+        help="a forward_backward over N tokens runs as pieces of at most N, other users' work joining "
+        "between them (exact: gradients accumulate; default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=_positive, default=limits.max_body_bytes, metavar="N",
+        help="size of a request body after decompression (default %(default)s)",
     )
     serve.add_argument(
         "--sampler-engine", choices=["auto", "vllm", "torch"], default="auto",
@@ -75,6 +112,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     try:
         models = dict(parse_model_flag(flag) for flag in args.model)
+        tokenizers = dict(_name_value(flag, "--tokenizer") for flag in args.tokenizer)
     except ValueError as exc:
         parser.error(str(exc))
     require_keys = args.require_keys or not (args.open or is_loopback(args.host))
@@ -88,9 +126,26 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots
     )
     settings = Settings(
-        data_dir=data_dir, models=models, sampling=sampling, database_url=args.database_url, require_keys=require_keys
+        data_dir=data_dir, models=models, tokenizers=tokenizers, sampling=sampling, database_url=args.database_url,
+        require_keys=require_keys, session_timeout_s=args.session_timeout_s, long_poll_s=args.long_poll_s,
+        limits=Limits(args.max_train_tokens, args.max_sample_tokens, args.max_models_per_user, args.max_body_bytes),
+        train_piece_tokens=args.train_piece_tokens,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _name_value(flag: str, option: str) -> tuple[str, str]:
+    name, sep, value = flag.partition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"{option} expects NAME=VALUE, got {flag!r}")
+    return name, value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 86_400 * 365:
+        raise argparse.ArgumentTypeError(f"must be between 0.1 and a year in seconds, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:

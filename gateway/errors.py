@@ -17,3 +17,8 @@ class NotFound(UserError):
 class Conflict(UserError):
     # 409 is retried by the SDK; used only where a retry can succeed
     status_code = 409
+
+
+class Gone(UserError):
+    # what the SDK's heartbeat loop takes for "this session has ended"
+    status_code = 410

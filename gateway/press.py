@@ -22,8 +22,10 @@ from typing import Any
 from gateway.errors import UserError
 from gateway.futures import FutureStore, Payload
 from gateway.press_metrics import PressMetrics
+from gateway.quotas import TRAIN_PIECE_TOKENS
 from gateway.tick_stats import TickStats, TickTally
-from trainer.commands import Command, CommandFailure, ForwardBackward
+from gateway.train_pieces import merge_results, split_work
+from trainer.commands import Command, CommandFailure, ForwardBackward, Unload
 from trainer.pool import TrainerPool
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ class TrainOp:
     finish: Callable[[Any], Payload] = _empty_payload
     failure: CommandFailure | None = None
     submitted_at: float = field(default=0.0, init=False)  # stamped by the press
+    # a large forward_backward's pieces (gateway/train_pieces.py), one per round, and their results
+    pieces: list[ForwardBackward] = field(default_factory=list, init=False)
+    piece_results: list = field(default_factory=list, init=False)
 
     def __post_init__(self):
         if (self.command is None) == (self.failure is None):
@@ -69,18 +74,23 @@ class TrainOp:
 @dataclass
 class _ModelQueue:
     next_seq: int
+    owner: str = ""
     pending: dict[int, TrainOp] = field(default_factory=dict)
     blocked_since: float | None = None
 
 
 class Press:
-    def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic,
+                 piece_tokens: int = TRAIN_PIECE_TOKENS):
         self.pool = pool
+        self.piece_tokens = piece_tokens
         self.futures = futures
         self.metrics = PressMetrics()
         self._clock = clock
         self._queues: dict[str, _ModelQueue] = {}
         self._seen: dict[tuple[str, int], str] = {}
+        # (model_id, request id or None) to drop from the trainer before the next tick's work
+        self._unloads: list[tuple[str, str | None]] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="anvil-press", daemon=True)
@@ -95,12 +105,35 @@ class Press:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
 
-    def open_model(self, model_id: str, create: TrainOp) -> str:
+    def open_model(self, model_id: str, create: TrainOp, owner: str = "") -> str:
         """Register a model whose creation is `create` (seq 0); idempotent."""
         with self._cond:
             if model_id not in self._queues:
-                self._queues[model_id] = _ModelQueue(next_seq=0)
+                self._queues[model_id] = _ModelQueue(next_seq=0, owner=owner)
         return self.submit(create)
+
+    def models_of(self, owner: str) -> int:
+        """Loaded models opened for `owner`."""
+        with self._cond:
+            return sum(1 for q in self._queues.values() if q.owner == owner)
+
+    def unload(self, model_id: str, request_id: str | None = None) -> None:
+        """Drop the model: its queued work fails as a user error, the trainer frees its adapter and
+        optimizer state (on the press thread, before the next tick), and `request_id`'s future, if
+        given, resolves when that is done. Unknown models are ignored."""
+        with self._cond:
+            queue = self._queues.pop(model_id, None)
+            if queue is None and request_id is None:
+                return
+            for op in (queue.pending.values() if queue else ()):
+                self.futures.fail(op.request_id, f"{model_id} was unloaded before this request ran", "user")
+            self._seen = {key: rid for key, rid in self._seen.items() if key[0] != model_id}
+            self._unloads.append((model_id, request_id))
+            self._cond.notify_all()
+
+    def loaded_models(self) -> int:
+        with self._cond:
+            return len(self._queues)
 
     def has_model(self, model_id: str) -> bool:
         with self._cond:
@@ -126,6 +159,9 @@ class Press:
             if op.seq_id < queue.next_seq:
                 raise UserError(f"seq_id {op.seq_id} of {op.model_id} was already executed or skipped")
             op.submitted_at = self._clock()
+            if isinstance(op.command, ForwardBackward):
+                if sum(len(d.tokens) for d in op.command.work.data) > self.piece_tokens:
+                    op.pieces = [ForwardBackward(op.model_id, w) for w in split_work(op.command.work, self.piece_tokens)]
             self._seen[key] = op.request_id
             self._seen.pop((op.model_id, op.seq_id - REMEMBERED_SEQ_IDS), None)
             queue.pending[op.seq_id] = op
@@ -136,12 +172,13 @@ class Press:
         """Run everything ready now (rounds of one batch across models, then barriers in seq
         order, until nothing is ready) and return what the tick did."""
         tally = TickTally()
+        self._run_unloads(tally)
         while True:
             batch = self._take(lambda op: op.batched, tally)
             if batch:
                 self._run_batch(batch, tally)
             barriers = self._take(lambda op: not op.batched, tally)
-            for op in barriers:
+            for op, _ in barriers:
                 self._run_barrier(op, tally)
             if not batch and not barriers:
                 break
@@ -151,26 +188,51 @@ class Press:
             self.metrics.record(stats)
         return stats
 
+    def _run_unloads(self, tally: TickTally) -> None:
+        with self._cond:
+            unloads, self._unloads = self._unloads, []
+        for model_id, request_id in unloads:
+            result = self.pool.run(Unload(model_id))
+            tally.add_barrier(0.0)
+            if request_id is None:
+                continue
+            if isinstance(result, CommandFailure):
+                self.futures.fail(request_id, result.message, result.category)
+            else:
+                self.futures.resolve(request_id, Payload.json({"model_id": model_id, "type": "unload_model"}))
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not self._any_ready():
+                while not self._stopping and not self._unloads and not self._any_ready():
                     self._cond.wait(timeout=1.0)
                 if self._stopping:
                     return
             self.run_tick()
 
-    def _take(self, wanted: Callable[[TrainOp], bool], tally: TickTally) -> list[TrainOp]:
-        """Pop each model's leading run of ready ops of one kind, in seq order."""
+    def _take(self, wanted: Callable[[TrainOp], bool], tally: TickTally) -> list[tuple[TrainOp, Command]]:
+        """Pop each model's leading run of ready ops of one kind, in seq order, with the command
+        to run for each: a pieced op gives its next piece, and stays at its queue's head (holding
+        back the model's later ops) until its last piece is taken."""
         taken = []
         with self._cond:
             now = self._clock()
             self._skip_gaps(now)
             for queue in self._queues.values():
                 while (op := queue.pending.get(queue.next_seq)) is not None and wanted(op):
+                    if op.pieces:
+                        index = len(op.piece_results)
+                        if index == 0:
+                            tally.queue_wait_s.append(max(0.0, now - op.submitted_at))
+                        taken.append((op, op.pieces[index]))
+                        if index < len(op.pieces) - 1:
+                            break
+                        del queue.pending[queue.next_seq]
+                        queue.next_seq += 1
+                        continue
                     del queue.pending[queue.next_seq]
                     queue.next_seq += 1
-                    taken.append(op)
+                    taken.append((op, op.command))
                     tally.queue_wait_s.append(max(0.0, now - op.submitted_at))
         return taken
 
@@ -191,17 +253,37 @@ class Press:
                 queue.blocked_since = None
                 log.warning("%s: seq_id %d..%d never arrived; moving on", model_id, missing, queue.next_seq - 1)
 
-    def _run_batch(self, ops: list[TrainOp], tally: TickTally) -> None:
-        commands = [op.command for op in ops]
+    def _run_batch(self, items: list[tuple[TrainOp, Command]], tally: TickTally) -> None:
+        commands = [command for _, command in items]
         started = self._clock()
         try:
             results = self.pool.forward_backward(commands)
         except Exception as exc:  # deliberate: a pool that breaks fails this batch, not the press
-            log.exception("forward_backward batch of %d requests failed", len(ops))
-            results = [CommandFailure("server", f"{type(exc).__name__}: {exc}")] * len(ops)
+            log.exception("forward_backward batch of %d requests failed", len(items))
+            results = [CommandFailure("server", f"{type(exc).__name__}: {exc}")] * len(items)
         tally.add_batch(commands, self._clock() - started)
-        for op, result in zip(ops, results, strict=True):
-            self._settle(op, result, tally)
+        for (op, _), result in zip(items, results, strict=True):
+            if not op.pieces:
+                self._settle(op, result, tally)
+            elif isinstance(result, CommandFailure):
+                self._drop_pieced(op)
+                done = len(op.piece_results)
+                note = f" (after {done} of its {len(op.pieces)} pieces had added their gradients)" if done else ""
+                self._settle(op, CommandFailure(result.category, result.message + note), tally)
+            else:
+                op.piece_results.append(result)
+                if len(op.piece_results) == len(op.pieces):
+                    merged = merge_results([p.work for p in op.pieces], op.piece_results)
+                    self._settle(op, merged, tally)
+
+    def _drop_pieced(self, op: TrainOp) -> None:
+        """A pieced op that failed before its last piece: off its queue's head, so the model's
+        later work goes on."""
+        with self._cond:
+            queue = self._queues.get(op.model_id)
+            if queue is not None and queue.pending.get(queue.next_seq) is op:
+                del queue.pending[queue.next_seq]
+                queue.next_seq += 1
 
     def _run_barrier(self, op: TrainOp, tally: TickTally) -> None:
         if op.failure is not None:

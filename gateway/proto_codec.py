@@ -11,16 +11,10 @@ from anvil.types import ForwardBackwardResult, SampleResult
 from gateway.errors import UserError
 
 _NUMPY_DTYPE = {pb.DTYPE_FLOAT32: np.float32, pb.DTYPE_INT64: np.int64, pb.DTYPE_INT32: np.int32}
-# decompressed forward_backward bodies larger than this are refused
-MAX_REQUEST_BYTES = 1 << 30
-
-
-def parse_forward_backward(body: bytes, content_encoding: str | None) -> pb.ForwardBackwardRequest:
+def parse_forward_backward(body: bytes, content_encoding: str | None, max_bytes: int) -> pb.ForwardBackwardRequest:
+    """`max_bytes` bounds the body after decompression (a 32 KB zstd frame can inflate to GiBs)."""
     if content_encoding and "zstd" in content_encoding.lower():
-        try:
-            body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_REQUEST_BYTES)
-        except zstandard.ZstdError as exc:
-            raise UserError(f"forward_backward body is not a valid zstd frame: {exc}") from None
+        body = _decompress_bounded(body, max_bytes)
     message = pb.ForwardBackwardRequest()
     try:
         message.ParseFromString(body)
@@ -29,6 +23,28 @@ def parse_forward_backward(body: bytes, content_encoding: str | None) -> pb.Forw
     if not message.model_id:
         raise UserError("forward_backward request has no model_id (is the body a ForwardBackwardRequest protobuf?)")
     return message
+
+
+def _decompress_bounded(body: bytes, max_bytes: int) -> bytes:
+    out = bytearray()
+    try:
+        # streamed, so a frame that does not declare its size cannot allocate more than the bound
+        reader = zstandard.ZstdDecompressor().stream_reader(body)
+        while chunk := reader.read(1 << 20):
+            out += chunk
+            if len(out) > max_bytes:
+                raise UserError(
+                    f"forward_backward body decompresses to more than {max_bytes} bytes "
+                    "(anvil serve --max-body-bytes)"
+                )
+    except zstandard.ZstdError as exc:
+        raise UserError(f"forward_backward body is not a valid zstd frame: {exc}") from None
+    return bytes(out)
+
+
+def datum_length(datum: pb.Datum) -> int:
+    """Tokens of a datum's model input, read from the chunk sizes without decoding them."""
+    return sum(len(c.encoded_text.tokens) // 4 for c in datum.model_input if c.WhichOneof("chunk") == "encoded_text")
 
 
 def datum_tokens(datum: pb.Datum, where: str) -> np.ndarray:

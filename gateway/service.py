@@ -10,6 +10,10 @@ from pathlib import Path
 from anvil.base_models import BaseModelRegistry, UnknownBaseModel
 from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
+from gateway.press import Press
+from gateway.quotas import TRAIN_PIECE_TOKENS, Limits
+from gateway.sample_scheduler import SampleScheduler
+from gateway.session_lifetimes import reap_silent_sessions
 from gateway.store import (
     ApiKeys,
     CheckpointRow,
@@ -21,8 +25,6 @@ from gateway.store import (
     open_engine,
     store_executor,
 )
-from gateway.press import Press
-from gateway.sample_scheduler import SampleScheduler
 from sampler.fleet import FleetConfig, SamplerFleet
 from trainer.pool import InProcessTrainerPool
 from trainer.worker import TrainerWorker
@@ -37,14 +39,21 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 class Settings:
     data_dir: Path
     models: dict[str, Path] = field(default_factory=dict)
+    # what get_info answers as a model's tokenizer_id, by model name (`--tokenizer NAME=ID`)
+    tokenizers: dict[str, str] = field(default_factory=dict)
     # how long retrieve_future holds a poll open; below the SDK's 45 s read timeout
     long_poll_s: float = 25.0
+    # a session without a heartbeat for this long ends and its models are unloaded
+    session_timeout_s: float = 300.0
     sampling: FleetConfig = field(default_factory=FleetConfig)
     # a SQLAlchemy URL; None: $ANVIL_DATABASE_URL, else SQLite in the data dir
     database_url: str | None = None
     # True: only keys made by `anvil keys create` are accepted; False (open mode): any well-formed
     # tml- key is accepted, as its own user unless it is a created key
     require_keys: bool = False
+    limits: Limits = field(default_factory=Limits)
+    # a forward_backward over this many tokens runs as pieces, other users' work between them
+    train_piece_tokens: int = TRAIN_PIECE_TOKENS
 
 
 @dataclass(frozen=True)
@@ -66,17 +75,23 @@ class Service:
         self.keys = OffLoop(ApiKeys(self.engine), self._store_threads)
         self.futures = FutureStore(loop, FutureResults(self.engine))
         self.trainer_pool = InProcessTrainerPool(TrainerWorker(self.registry))
-        self.press = Press(self.trainer_pool, self.futures)
+        self.press = Press(self.trainer_pool, self.futures, piece_tokens=settings.train_piece_tokens)
         self.fleet = SamplerFleet(self.registry, settings.sampling)
         # sampling runs beside training, on the scheduler's own thread and event loop
         self.sampling = SampleScheduler(self.fleet, self.futures)
         self._base_models: dict[str, BaseModelInfo] = {}
+        self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
         self.press.start()
         self.sampling.start()
+        self._reaper = asyncio.get_running_loop().create_task(
+            reap_silent_sessions(self, self.settings.session_timeout_s)
+        )
 
     def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         self.press.stop()
         self.sampling.stop()
         self.futures.close()
@@ -99,10 +114,30 @@ class Service:
             )
         return self._base_models[name]
 
+    def tokenizer_id(self, base: BaseModelInfo) -> str:
+        """What the SDK's get_tokenizer() loads. A model served under a hub name (`--model
+        Qwen/Qwen3-8B=DIR`) answers that name, so a client on another machine loads the tokenizer as
+        it would against hosted Tinker; others answer their folder, loadable on this machine only.
+        The operator's `--tokenizer NAME=ID` wins over both."""
+        if base.name in self.settings.tokenizers:
+            return self.settings.tokenizers[base.name]
+        if base.name in self.settings.models and "/" in base.name:
+            return base.name
+        return str(base.path)
+
     # ownership
     async def owned_session(self, owner: str, session_id: str) -> None:
         if await self.store.session_owner(session_id) != owner:
             raise NotFound(f"session {session_id!r} not found")
+
+    async def open_session(self, owner: str, session_id: str) -> None:
+        """A session of the caller's that can still create models."""
+        await self.owned_session(owner, session_id)
+        if await self.store.session_finished(session_id):
+            raise UserError(
+                f"session {session_id!r} has ended (closed, or no heartbeat for "
+                f"{self.settings.session_timeout_s:.0f} s); create a new ServiceClient"
+            )
 
     async def owned_run(self, owner: str, model_id: str) -> TrainingRunRow:
         run = await self.store.training_run(model_id)
@@ -115,8 +150,8 @@ class Service:
         run = await self.owned_run(owner, model_id)
         if not self.press.has_model(model_id):
             raise NotFound(
-                f"model_id {model_id!r} is not loaded on this server (it was created before a restart); "
-                "create a new training client from one of its checkpoints"
+                f"model_id {model_id!r} is not loaded on this server (it was unloaded, its session ended, "
+                "or it was created before a restart); create a new training client from one of its checkpoints"
             )
         return run
 

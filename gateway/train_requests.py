@@ -12,6 +12,7 @@ from gateway import proto_codec, wire
 from gateway.errors import UserError
 from gateway.futures import Payload
 from gateway.press import TrainOp
+from gateway.quotas import Limits, check_train_lengths
 from losses.registry import get_loss
 from losses.types import LossInputError
 from losses.validate import validate_loss_request
@@ -23,10 +24,15 @@ def failing_op(model_id: str, seq_id: int, request_id: str, error: Exception) ->
     return TrainOp(model_id, seq_id, request_id, failure=CommandFailure("user", message))
 
 
-def forward_backward_work(message: pb.ForwardBackwardRequest, vocab_size: int) -> ForwardBackwardWork:
+def forward_backward_work(
+    message: pb.ForwardBackwardRequest, vocab_size: int, max_context: int, limits: Limits
+) -> ForwardBackwardWork:
     if not message.data:
         raise UserError("forward_backward request has no data")
     spec = get_loss(message.loss_fn or "cross_entropy")
+    # lengths first, from the chunk sizes alone: an oversized request is refused before any
+    # of it is decoded
+    check_train_lengths([proto_codec.datum_length(d) for d in message.data], max_context, limits)
     data = []
     for i, datum in enumerate(message.data):
         where = f"data[{i}]"
@@ -46,10 +52,10 @@ def forward_backward_work(message: pb.ForwardBackwardRequest, vocab_size: int) -
 
 
 def forward_backward_op(
-    message: pb.ForwardBackwardRequest, vocab_size: int, request_id: str
+    message: pb.ForwardBackwardRequest, vocab_size: int, request_id: str, max_context: int, limits: Limits
 ) -> TrainOp:
     try:
-        work = forward_backward_work(message, vocab_size)
+        work = forward_backward_work(message, vocab_size, max_context, limits)
     except (UserError, LossInputError) as exc:
         return failing_op(message.model_id, message.seq_id, request_id, exc)
     return TrainOp(

@@ -3,7 +3,8 @@
 It runs the same multi-LoRA layers as the trainer, on the device and base precision the trainer
 uses (anvil/device.py), so its logprobs match the trainer's; it is the engine where vLLM is
 absent, the one for adapters vLLM cannot serve, and the reference the vLLM engine is tested
-against. Requests run one at a time on the engine's own thread, behind the async contract.
+against. Requests decode on the engine's own thread, a few steps of each in turn
+(sampler/round_robin.py), behind the async contract.
 """
 
 import asyncio
@@ -12,7 +13,6 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from anvil.multi_lora import LoraWeights, Segment, inject_multi_lora, routed
 from anvil.peft_format import read_peft_adapter
 from anvil.types import AdapterRef, SampleDelta, SampledSequence, SampleResult, SampleWork, TopLogprobs
 from sampler.engine import EngineStats, RequestCounts
+from sampler.round_robin import RoundRobin, Steps
 
 # adapters kept loaded at once; the least recently used is dropped and reloaded on demand
 MAX_LOADED_ADAPTERS = 64
@@ -48,7 +49,11 @@ class TorchSamplingEngine:
         self.eos_token_ids = eos_token_ids(path, self.tokenizer, self.model.config)
         # loaded adapters by AdapterRef.key (checkpoint and version), least recently used first
         self._adapters: OrderedDict[str, AdapterRef] = OrderedDict()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil-torch-sampler")
+        # adapters of requests still decoding, by key: never evicted while in use
+        self._in_use: dict[str, int] = {}
+        # gradients off for good on the engine's thread (a `no_grad` block cannot span the turns
+        # of interleaved requests)
+        self._turns = RoundRobin("anvil-torch-sampler", on_thread_start=lambda: torch.set_grad_enabled(False))
         self._counts = RequestCounts()
 
     def cannot_serve(self, adapter: AdapterRef | None) -> str | None:
@@ -56,7 +61,11 @@ class TorchSamplingEngine:
 
     async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> SampleResult:
         with self._counts.counting():
-            result = await asyncio.get_running_loop().run_in_executor(self._thread, self.sample_now, work, adapter)
+            future = self._turns.submit(self._steps(work, adapter))
+            try:
+                result = await asyncio.wrap_future(future)
+            finally:
+                future.cancel()  # a caller that left: the request stops at its next turn
         return self._counts.done(result)
 
     async def stream(self, work: SampleWork, adapter: AdapterRef | None) -> AsyncIterator[SampleDelta]:
@@ -68,17 +77,17 @@ class TorchSamplingEngine:
         def deliver(item) -> None:
             loop.call_soon_threadsafe(arrivals.put_nowait, item)
 
-        def run() -> None:
+        def run() -> Steps:
             # every step's deltas, then None (done) or the error, in order, on the engine's loop
             try:
-                self.sample_now(work, adapter, on_step=deliver, stopped=stopped)
+                yield from self._steps(work, adapter, on_step=deliver, stopped=stopped)
             except BaseException as exc:  # deliberate: handed to the consumer, which raises it
                 deliver(exc)
             else:
                 deliver(None)
 
         with self._counts.counting():
-            loop.run_in_executor(self._thread, run)
+            self._turns.submit(run())
             tokens = 0
             try:
                 while (item := await arrivals.get()) is not None:
@@ -91,29 +100,33 @@ class TorchSamplingEngine:
             finally:
                 stopped.set()  # a consumer that left early ends the decoding loop at its next step
 
-    def sample_now(
+    def _steps(
         self,
         work: SampleWork,
         adapter: AdapterRef | None,
         on_step: OnStep | None = None,
         stopped: threading.Event | None = None,
-    ) -> SampleResult:
-        """Sample on the calling thread (the async `sample` and `stream` run this on the engine's
-        thread); `on_step` gets each step's deltas, and `stopped` ends the loop early."""
+    ) -> Steps:
+        """The request as a job for the engine's thread: yields after each decoding step and
+        returns the SampleResult; `on_step` gets each step's deltas, and `stopped` ends it early."""
         key = self._activate(adapter)
-        with torch.no_grad():
-            return self._sample(work, key, on_step, stopped)
+        try:
+            return (yield from self._sample(work, key, on_step, stopped))
+        finally:
+            self._release(key)
 
     def stats(self) -> EngineStats:
         return self._counts.stats(self.kind, self.base_model, adapters_resident=len(self._adapters))
 
     async def aclose(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        self._turns.shutdown()
 
     def _activate(self, adapter: AdapterRef | None) -> str | None:
+        """Load (or reuse) the adapter and hold it until `_release`. On the engine's thread."""
         if adapter is None:
             return None
         key = adapter.key
+        self._in_use[key] = self._in_use.get(key, 0) + 1
         if key in self._adapters:
             self._adapters.move_to_end(key)
             return key
@@ -126,19 +139,28 @@ class TorchSamplingEngine:
                 scale=scale,
             )
         self._adapters[key] = adapter
-        if len(self._adapters) > MAX_LOADED_ADAPTERS:
-            evicted, _ = self._adapters.popitem(last=False)
+        idle = [k for k in self._adapters if k not in self._in_use]
+        for evicted in idle[: max(0, len(self._adapters) - MAX_LOADED_ADAPTERS)]:
+            del self._adapters[evicted]
             for layer in self.layers.values():
                 layer.adapters.pop(evicted, None)
         return key
 
+    def _release(self, key: str | None) -> None:
+        if key is None:
+            return
+        self._in_use[key] -= 1
+        if not self._in_use[key]:
+            del self._in_use[key]
+
     def _sample(
         self, work: SampleWork, key: str | None, on_step: OnStep | None, stopped: threading.Event | None
-    ) -> SampleResult:
+    ) -> Steps:
         n = work.num_samples
         prompt = torch.tensor([work.prompt], dtype=torch.long, device=self.device)
         with routed(self.routing, [Segment(key, 0, 1)]):
             out = self.model(input_ids=prompt, use_cache=True)
+        yield
         result = SampleResult(sequences=[])
         if work.prompt_logprobs or work.topk_prompt_logprobs:
             _fill_prompt_logprobs(result, out.logits[0].float(), work)
@@ -185,6 +207,7 @@ class TorchSamplingEngine:
                 out = self.model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             logits = out.logits[:, -1].float()
+            yield
         result.sequences = [
             SampledSequence(
                 tokens=tokens[i],

@@ -1,6 +1,6 @@
 """`GET /metrics`: the server's own figures in Prometheus text format (no user data in them)."""
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -52,12 +52,17 @@ class PressCollector:
     def collect(self):
         press = self.service.press
         yield GaugeMetricFamily("anvil_press_queued_ops", "training operations waiting for a tick", value=press.queued_ops())
+        yield GaugeMetricFamily(
+            "anvil_training_models_loaded", "training models (LoRA adapters with optimizer state) loaded in the trainer",
+            value=press.loaded_models(),
+        )
         yield from press.metrics.collect()
 
 
 @router.get("/metrics")
-async def metrics(service: ServiceDep) -> Response:
+async def metrics(request: Request, service: ServiceDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(request.app.state.request_metrics)
     registry.register(SamplingCollector(service))
     registry.register(PressCollector(service))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

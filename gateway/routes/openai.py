@@ -24,6 +24,7 @@ from gateway.openai_errors import OpenAIError, error_of
 from gateway.openai_models import BaseModelText, ModelTexts, ServedModel, list_models, resolve_model
 from gateway.openai_params import check_chat_params, check_completion_params, sample_work, stop_strings
 from gateway.openai_text import TextStream, TokenIdTexts
+from gateway.quotas import check_sample_size
 from gateway.openai_wire import (
     ChatChunkChoice,
     ChatCompletion,
@@ -85,6 +86,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
         body, prompt, served.base, prompt_param="messages",
         stop_tokens=end_tokens, stop_strings=stops, topk_sample_logprobs=top_logprobs or 0,
     )
+    check_sample_size(work.num_samples, work.max_tokens, service.settings.limits)
     builders = [
         ChatChoiceBuilder(
             index, TextStream(text.tokenizer, end_tokens, stops), ReplyStream(fmt, parse_tool_calls=bool(tools)),
@@ -126,6 +128,7 @@ async def completions(body: CompletionRequest, request: Request, service: Servic
         for i, prompt in enumerate(prompts)
     ]
     n = works[0].num_samples
+    check_sample_size(n * len(works), works[0].max_tokens, service.settings.limits)
     # OpenAI's order: the n choices of the first prompt, then those of the next
     builders = [
         CompletionChoiceBuilder(p * n + j, TextStream(text.tokenizer, text.eos_ids, stops), _token_texts(body, text), body.logprobs)

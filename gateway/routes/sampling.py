@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import NotFound, UserError
+from gateway.quotas import check_sample_size
 from gateway.store import SamplingSessionRow
 from gateway.sample_requests import sample_work
 from gateway.sample_scheduler import SampleJob
@@ -53,6 +54,7 @@ async def asample(body: wire.Sample, service: ServiceDep, owner: OwnerDep) -> di
     if known is not None:
         return {"request_id": known, "sample_sequence_ids": sequence_ids}
     work = sample_work(body, await service.base_model(row.base_model))
+    check_sample_size(work.num_samples, work.max_tokens, service.settings.limits)
     job = SampleJob(row.sampling_session_id, body.seq_id, row.base_model, await session_adapter(service, row), work)
     return {"request_id": service.sampling.submit(job, owner), "sample_sequence_ids": sequence_ids}
 

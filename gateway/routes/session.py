@@ -1,11 +1,14 @@
 """Bootstrap and session lifecycle: client config, sessions, heartbeats, telemetry, capabilities."""
 
+import asyncio
 import uuid
 
 from fastapi import APIRouter, Header, Request
 
 from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
+from gateway.errors import Gone
+from gateway.session_lifetimes import end_session
 
 router = APIRouter(prefix="/api/v1")
 
@@ -49,6 +52,9 @@ async def create_session(
 @router.post("/session_heartbeat")
 async def session_heartbeat(body: wire.SessionRef, service: ServiceDep, owner: OwnerDep) -> dict:
     await service.owned_session(owner, body.session_id)
+    if await service.store.session_finished(body.session_id):
+        # 410 tells the SDK to stop its heartbeat loop (quietly, at info level)
+        raise Gone(f"session {body.session_id!r} has ended")
     await service.store.touch_session(body.session_id)
     return {"type": "session_heartbeat"}
 
@@ -56,7 +62,7 @@ async def session_heartbeat(body: wire.SessionRef, service: ServiceDep, owner: O
 @router.post("/sessions/{session_id}/finish")
 async def finish_session(session_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
     await service.owned_session(owner, session_id)
-    await service.store.touch_session(session_id, finished=True)
+    await asyncio.to_thread(end_session, service, session_id)
     return {}
 
 

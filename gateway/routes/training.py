@@ -3,6 +3,7 @@
 Every operation on a model is queued on the press under its seq_id and answered with a future.
 """
 
+import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,8 @@ from gateway.errors import UserError
 from gateway.futures import Payload
 from gateway.store import CheckpointRow, SamplingSessionRow, TrainingRunRow, now_iso
 from gateway.press import TrainOp
+from gateway.quotas import check_model_count
+from gateway.request_body import read_bounded_body
 from gateway.service import KEPT_EPHEMERAL_SAVES, Service, check_checkpoint_name
 from gateway.train_requests import failing_op, forward_backward_op, optim_step_op
 from trainer import checkpoints
@@ -39,7 +42,7 @@ def _future(request_id: str, model_id: str | None = None) -> dict:
 
 @router.post("/create_model")
 async def create_model(body: wire.CreateModel, service: ServiceDep, owner: OwnerDep) -> dict:
-    await service.owned_session(owner, body.session_id)
+    await service.open_session(owner, body.session_id)
     model_id = f"{body.session_id}:train:{body.model_seq_id}"
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
@@ -51,13 +54,25 @@ async def create_model(body: wire.CreateModel, service: ServiceDep, owner: Owner
     optimizer = (body.optimizer_config or {}).get("type", "adamw")
     if optimizer != "adamw":
         raise UserError(f"optimizer {optimizer!r} is not supported; anvil trains with adamw")
+    check_model_count(service.press.models_of(owner), service.settings.limits)
     base = await service.base_model(body.base_model)
     spec = LoraSpec(lora.rank, lora.seed, lora.train_attn, lora.train_mlp, lora.train_unembed)
     await _record_run(service, owner, body.session_id, model_id, base.name, spec, body.user_metadata)
     request_id = service.futures.create("CreateModel", owner)
     command = CreateModel(model_id, base.name, spec)
     op = _answering_op(model_id, 0, request_id, command, {"model_id": model_id, "type": "create_model"})
-    return _future(service.press.open_model(model_id, op), model_id)
+    return _future(service.press.open_model(model_id, op, owner), model_id)
+
+
+@router.post("/unload_model")
+async def unload_model(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) -> dict:
+    """Free a model's adapter and optimizer state now (the SDK defines the request but never
+    sends it; ending the session does the same for all its models). Queued work on the model fails;
+    its checkpoints stay."""
+    run = await service.live_run(owner, body.model_id)
+    request_id = service.futures.create("UnloadModel", owner)
+    service.press.unload(run.model_id, request_id)
+    return _future(request_id, run.model_id)
 
 
 @router.post("/get_info")
@@ -67,8 +82,7 @@ async def get_info(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) ->
     return {
         "type": "get_info",
         "model_id": run.model_id,
-        # tokenizer_id is a folder the SDK's get_tokenizer() loads as is
-        "model_data": {"arch": "lora", "model_name": run.base_model, "tokenizer_id": str(base.path)},
+        "model_data": {"arch": "lora", "model_name": run.base_model, "tokenizer_id": service.tokenizer_id(base)},
         "is_lora": True,
         "lora_rank": run.lora["rank"],
         "model_name": run.base_model,
@@ -77,14 +91,21 @@ async def get_info(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) ->
 
 @router.post("/forward_backward")
 async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDep) -> dict:
-    message = proto_codec.parse_forward_backward(await request.body(), request.headers.get("content-encoding"))
+    limits = service.settings.limits
+    body = await read_bounded_body(request, limits.max_body_bytes)
+    # decompressing and parsing a large body takes a while: off the event loop, so heartbeats
+    # and other users' requests are answered meanwhile
+    message = await asyncio.to_thread(
+        proto_codec.parse_forward_backward, body, request.headers.get("content-encoding"), limits.max_body_bytes
+    )
     run, existing = await _next_op(service, owner, message.model_id, message.seq_id)
     if existing is not None:
         return _future(existing)
     base = await service.base_model(run.base_model)
     request_id = service.futures.create("ForwardBackward", owner)
     await service.store.touch_training_run(run.model_id)
-    return _future(service.press.submit(forward_backward_op(message, base.vocab_size, request_id)))
+    op = await asyncio.to_thread(forward_backward_op, message, base.vocab_size, request_id, base.max_context, limits)
+    return _future(service.press.submit(op))
 
 
 @router.post("/optim_step")
@@ -188,10 +209,11 @@ async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: Owner
 async def _create_from_state(body: wire.LoadWeights, service: Service, owner: str) -> dict:
     if body.session_id is None or body.model_seq_id is None:
         raise UserError("load_weights needs either model_id and seq_id, or session_id and model_seq_id")
-    await service.owned_session(owner, body.session_id)
+    await service.open_session(owner, body.session_id)
     model_id = f"{body.session_id}:train:{body.model_seq_id}"
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
+    check_model_count(service.press.models_of(owner), service.settings.limits)
     folder = await _training_checkpoint(service, owner, body.path)
     base_model, spec = checkpoints.read_training_meta(folder)
     await service.base_model(base_model)
@@ -199,7 +221,7 @@ async def _create_from_state(body: wire.LoadWeights, service: Service, owner: st
     request_id = service.futures.create("LoadWeights", owner)
     command = CreateModelFromState(model_id, str(folder), body.optimizer)
     op = _answering_op(model_id, 0, request_id, command, {"path": body.path, "model_id": model_id, "type": "load_weights"})
-    return _future(service.press.open_model(model_id, op), model_id)
+    return _future(service.press.open_model(model_id, op, owner), model_id)
 
 
 def _answering_op(model_id: str, seq_id: int, request_id: str, command: Command, answer: dict) -> TrainOp:

@@ -59,6 +59,18 @@ class MetadataStore:
         with self._engine.begin() as db:
             db.execute(sa.update(sessions).where(sessions.c.session_id == session_id).values(changes))
 
+    def session_finished(self, session_id: str) -> bool:
+        with self._engine.connect() as db:
+            return bool(db.scalar(sa.select(sessions.c.finished).where(sessions.c.session_id == session_id)))
+
+    def silent_sessions(self, heard_before: str) -> list[str]:
+        """Sessions not finished whose last heartbeat is older than `heard_before` (now_iso format)."""
+        query = sa.select(sessions.c.session_id).where(
+            sessions.c.finished == sa.false(), sessions.c.last_heartbeat < heard_before
+        )
+        with self._engine.connect() as db:
+            return list(db.scalars(query))
+
     def sessions_of(self, owner: str) -> list[str]:
         query = sa.select(sessions.c.session_id).where(sessions.c.owner == owner).order_by(sessions.c.created)
         with self._engine.connect() as db:

@@ -20,6 +20,7 @@ def test_pending_future_is_held_then_try_again(tmp_path):
         started = time.monotonic()
         answer = client.post("/api/v1/retrieve_future", json={"request_id": request_id}, headers=HEADERS)
         held = time.monotonic() - started
+        assert answer.status_code == 408
         assert answer.json() == {"type": "try_again", "request_id": request_id, "queue_state": "active"}
         assert 0.45 <= held < 5.0
 

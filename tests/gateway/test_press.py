@@ -45,11 +45,15 @@ class RecordingPool:
         self.calls: list[tuple] = []
         self.failures: dict[tuple[type, str], CommandFailure] = {}  # (command type, model_id) → failure
         self.next_batch: CommandFailure | Exception | None = None
+        self.during_next_batch = None  # called inside the next batch: work arriving mid-tick
 
     def forward_backward(self, commands):
         self.calls.append(("batch", tuple(sorted(c.model_id for c in commands))))
         self.clock.now += BATCH_S
         outcome, self.next_batch = self.next_batch, None
+        if self.during_next_batch is not None:
+            arrive, self.during_next_batch = self.during_next_batch, None
+            arrive()
         if isinstance(outcome, Exception):
             raise outcome
         if outcome is not None:
@@ -303,3 +307,37 @@ def test_an_op_has_a_command_or_a_failure():
         TrainOp("m", 1, "req-1")
     with pytest.raises(ValueError):
         TrainOp("m", 1, "req-1", OptimStep("m", AdamStep()), failure=CommandFailure("user", "both"))
+
+
+def test_a_large_forward_backward_runs_in_pieces_and_other_work_joins_between_them(pool, futures, clock, loop):
+    press = Press(pool, futures, clock=clock, piece_tokens=15)
+    _open(press, futures, "big", "small")
+    pool.calls.clear()
+    big = _fb(futures, "big", 1, lengths=(10, 10, 10))  # three pieces of one datum each
+    press.submit(big)
+    press.submit(_optim(futures, "big", 2))
+    small = [_fb(futures, "small", 1), _optim(futures, "small", 2)]
+    pool.during_next_batch = lambda: [press.submit(op) for op in small]
+    stats = press.run_tick()
+    assert pool.calls == [
+        ("batch", ("big",)),
+        ("batch", ("big", "small")), ("OptimStep", "small"),
+        ("batch", ("big",)), ("OptimStep", "big"),
+    ]
+    assert _outcome(loop, futures, big) == {"loss:sum": 3.0}, "the pieces' sums add up"
+    assert _outcome(loop, futures, small[1]) == {"metrics": {"grad_norm": 0.5}}
+    assert stats.ops == 4 and stats.batches == 3
+
+
+def test_a_failed_piece_fails_its_request_and_frees_the_queue(pool, futures, clock, loop):
+    press = Press(pool, futures, clock=clock, piece_tokens=15)
+    _open(press, futures, "big")
+    pool.calls.clear()
+    big, after = _fb(futures, "big", 1, lengths=(10, 10)), _optim(futures, "big", 2)
+    press.submit(big)
+    press.submit(after)
+    pool.during_next_batch = lambda: setattr(pool, "next_batch", CommandFailure("server", "RuntimeError: out of memory"))
+    press.run_tick()
+    failed = _outcome(loop, futures, big)
+    assert failed["category"] == "server" and "after 1 of its 2 pieces" in failed["error"]
+    assert _outcome(loop, futures, after) == {"metrics": {"grad_norm": 0.5}}

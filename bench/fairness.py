@@ -1,0 +1,108 @@
+"""Fairness: a small user's tiny requests while a large user's big ones run.
+
+User A starts a large sampling request (`--large-samples` × `--large-tokens`) and a large
+forward_backward (`--large-rows` × `--row-tokens`); while both run, user B sends a 2-token sample
+and a 16-token training step, one after another, `--probes` times. Reported: how long each of
+B's requests took, against the same requests with nothing else running (the baseline, measured
+first in the same run), and how long A's requests took.
+
+    python -m bench.fairness [--sampler-engine torch|vllm] [--large-samples 64] [--large-tokens 1000]
+
+Nothing in it names a device: the same command measures a CUDA machine.
+"""
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import tinker
+from tinker import types
+
+from gateway.local_server import AnvilServer
+
+MODEL = "anvil/tiny-qwen3"
+
+
+def _datum(rng: np.random.Generator, tokens: int) -> types.Datum:
+    sequence = rng.integers(1, 1000, size=tokens + 1)
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(sequence[:-1].tolist()),
+        loss_fn_inputs={"target_tokens": sequence[1:], "weights": np.ones(tokens, np.float32)},
+    )
+
+
+def _probe(sampler: tinker.SamplingClient, trainer: tinker.TrainingClient, rng) -> tuple[float, float]:
+    """Seconds for one tiny sample, then one tiny training step."""
+    started = time.monotonic()
+    sampler.sample(types.ModelInput.from_ints([1, 2, 3]), num_samples=1,
+                   sampling_params=types.SamplingParams(max_tokens=2)).result()
+    sampled = time.monotonic()
+    trainer.forward_backward([_datum(rng, 16)], "cross_entropy").result()
+    trainer.optim_step(types.AdamParams(learning_rate=1e-4)).result()
+    return sampled - started, time.monotonic() - sampled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sampler-engine", default="torch", choices=["torch", "vllm"])
+    parser.add_argument("--large-samples", type=int, default=64)
+    parser.add_argument("--large-tokens", type=int, default=1000)
+    parser.add_argument("--large-rows", type=int, default=32)
+    parser.add_argument("--row-tokens", type=int, default=1024)
+    parser.add_argument("--probes", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as data_dir, AnvilServer(Path(data_dir), args=["--sampler-engine", args.sampler_engine]) as server:
+        big = tinker.ServiceClient(base_url=server.base_url, api_key="tml-fairness-large")
+        small = tinker.ServiceClient(base_url=server.base_url, api_key="tml-fairness-small")
+        big_trainer = big.create_lora_training_client(base_model=MODEL, rank=16).result()
+        big_sampler = big.create_sampling_client(base_model=MODEL).result()
+        trainer = small.create_lora_training_client(base_model=MODEL, rank=4).result()
+        sampler = small.create_sampling_client(base_model=MODEL).result()
+        _probe(sampler, trainer, rng)  # warm-up
+        alone = [_probe(sampler, trainer, rng) for _ in range(args.probes)]
+
+        large_times: dict[str, float] = {}
+
+        def large_sample():
+            started = time.monotonic()
+            big_sampler.sample(types.ModelInput.from_ints([1, 2, 3]), num_samples=args.large_samples,
+                               sampling_params=types.SamplingParams(max_tokens=args.large_tokens, stop=[])).result()
+            large_times["sample"] = time.monotonic() - started
+
+        def large_step():
+            started = time.monotonic()
+            rows = [_datum(np.random.default_rng(i), args.row_tokens) for i in range(args.large_rows)]
+            big_trainer.forward_backward(rows, "cross_entropy").result()
+            large_times["forward_backward"] = time.monotonic() - started
+
+        threads = [threading.Thread(target=large_sample), threading.Thread(target=large_step)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # both large requests are running
+        during = []
+        while any(t.is_alive() for t in threads) and len(during) < args.probes:
+            during.append(_probe(sampler, trainer, rng))
+        for thread in threads:
+            thread.join()
+        big.close("success").result()
+        small.close("success").result()
+
+    def line(name, rows):
+        samples, steps = [r[0] for r in rows], [r[1] for r in rows]
+        return (f"{name:<28} tiny sample median {statistics.median(samples):6.2f} s  max {max(samples):6.2f} s   "
+                f"tiny step median {statistics.median(steps):6.2f} s  max {max(steps):6.2f} s")
+
+    print(f"engine {args.sampler_engine}; large user: {args.large_samples} samples × {args.large_tokens} tokens, "
+          f"forward_backward {args.large_rows} × {args.row_tokens} tokens")
+    print(line("alone", alone))
+    print(line(f"during the large ones ({len(during)})", during))
+    print(f"large sample {large_times['sample']:.1f} s, large forward_backward {large_times['forward_backward']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
