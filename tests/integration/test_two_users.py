@@ -153,7 +153,7 @@ def test_a_published_checkpoint_is_readable_by_others_but_not_theirs_to_change(a
     ann, bob = worlds["ann"], worlds["bob"]
     path = ann.training.save_weights_for_sampler("published").result().path
     state = ann.training.save_state("published-state").result().path
-    rest = ann.service.create_rest_client()
+    rest = tinker.RestClient(base_url=anvil_server.base_url, api_key=ann.key)
     rest.publish_checkpoint_from_tinker_path(path).result()
     rest.publish_checkpoint_from_tinker_path(state).result()
     sampler = bob.service.create_sampling_client(model_path=path).result()
