@@ -1,11 +1,14 @@
 """`GET /metrics`: the server's own figures in Prometheus text format (no user data in them)."""
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.deps import ServiceDep
 from gateway.service import Service
+from gateway.store.sizes import StoreSizes, store_sizes
 
 router = APIRouter()
 
@@ -59,10 +62,27 @@ class PressCollector:
         yield from press.metrics.collect()
 
 
+class StoreCollector:
+    """The store's size, read (off the event loop) just before the scrape is rendered."""
+
+    def __init__(self, sizes: StoreSizes):
+        self.sizes = sizes
+
+    def collect(self):
+        sizes = self.sizes
+        yield GaugeMetricFamily("anvil_store_database_bytes", "size of the database (SQLite file and its WAL)",
+                                value=sizes.database_bytes)
+        yield GaugeMetricFamily("anvil_store_checkpoint_bytes", "bytes of every listed checkpoint", value=sizes.checkpoint_bytes)
+        yield GaugeMetricFamily("anvil_store_checkpoints", "checkpoints listed", value=sizes.checkpoints)
+        yield GaugeMetricFamily("anvil_store_training_runs", "training runs recorded", value=sizes.training_runs)
+        yield GaugeMetricFamily("anvil_store_sessions", "sessions recorded", value=sizes.sessions)
+
+
 @router.get("/metrics")
 async def metrics(request: Request, service: ServiceDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(request.app.state.request_metrics)
+    registry.register(StoreCollector(await asyncio.to_thread(store_sizes, service.engine)))
     registry.register(SamplingCollector(service))
     registry.register(PressCollector(service))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -24,3 +24,6 @@ def test_requests_are_counted_by_route_template(tmp_path):
     assert "sess-a" not in text
     assert 'anvil_http_request_seconds_count{method="GET",route="/api/v1/healthz"} 3.0' in text
     assert "anvil_training_models_loaded 0.0" in text
+    assert "anvil_store_checkpoints 0.0" in text
+    database = next(line for line in text.splitlines() if line.startswith("anvil_store_database_bytes "))
+    assert float(database.split()[1]) > 0
