@@ -22,17 +22,10 @@ import numpy as np
 import tinker
 from tinker import types
 
+from bench.data import random_datum
 from gateway.local_server import AnvilServer
 
 MODEL = "anvil/tiny-qwen3"
-
-
-def _datum(rng: np.random.Generator, tokens: int) -> types.Datum:
-    sequence = rng.integers(1, 1000, size=tokens + 1)
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(sequence[:-1].tolist()),
-        loss_fn_inputs={"target_tokens": sequence[1:], "weights": np.ones(tokens, np.float32)},
-    )
 
 
 def _probe(sampler: tinker.SamplingClient, trainer: tinker.TrainingClient, rng) -> tuple[float, float]:
@@ -41,7 +34,7 @@ def _probe(sampler: tinker.SamplingClient, trainer: tinker.TrainingClient, rng) 
     sampler.sample(types.ModelInput.from_ints([1, 2, 3]), num_samples=1,
                    sampling_params=types.SamplingParams(max_tokens=2)).result()
     sampled = time.monotonic()
-    trainer.forward_backward([_datum(rng, 16)], "cross_entropy").result()
+    trainer.forward_backward([random_datum(rng, 16)], "cross_entropy").result()
     trainer.optim_step(types.AdamParams(learning_rate=1e-4)).result()
     return sampled - started, time.monotonic() - sampled
 
@@ -76,7 +69,7 @@ def main() -> None:
 
         def large_step():
             started = time.monotonic()
-            rows = [_datum(np.random.default_rng(i), args.row_tokens) for i in range(args.large_rows)]
+            rows = [random_datum(np.random.default_rng(i), args.row_tokens) for i in range(args.large_rows)]
             big_trainer.forward_backward(rows, "cross_entropy").result()
             large_times["forward_backward"] = time.monotonic() - started
 

@@ -22,6 +22,7 @@ import numpy as np
 import tinker
 from tinker import types
 
+from bench.data import random_datum
 from gateway.local_server import AnvilServer
 
 MODEL = "anvil/tiny-qwen3"
@@ -59,11 +60,7 @@ def _client(base_url: str, index: int, stop_at: float, tally: Tally, tokens: int
     trainer = service.create_lora_training_client(base_model=MODEL, rank=8, seed=index).result()
     step = 0
     while time.monotonic() < stop_at:
-        sequence = rng.integers(1, 1000, size=tokens + 1)
-        datum = types.Datum(
-            model_input=types.ModelInput.from_ints(sequence[:-1].tolist()),
-            loss_fn_inputs={"target_tokens": sequence[1:], "weights": np.ones(tokens, np.float32)},
-        )
+        datum = random_datum(rng, tokens)
         started = time.monotonic()
         try:
             forward_backward = trainer.forward_backward([datum], "cross_entropy")
@@ -78,7 +75,7 @@ def _client(base_url: str, index: int, stop_at: float, tally: Tally, tokens: int
             started = time.monotonic()
             try:
                 sampler = trainer.save_weights_and_get_sampling_client()
-                sampler.sample(types.ModelInput.from_ints(sequence[:8].tolist()), num_samples=2,
+                sampler.sample(types.ModelInput.from_ints(datum.model_input.to_ints()[:8]), num_samples=2,
                                sampling_params=types.SamplingParams(max_tokens=8)).result()
                 tally.record("sample", time.monotonic() - started, 2)
             except Exception as exc:  # deliberate, as above

@@ -22,17 +22,10 @@ import tinker
 from tinker import types
 
 from bench.models import build_qwen3_103m
+from bench.data import random_datum
 from gateway.local_server import AnvilServer
 
 MODEL = "bench/qwen3-103m"
-
-
-def _datum(rng: np.random.Generator, tokens: int) -> types.Datum:
-    sequence = rng.integers(0, 151_000, size=tokens + 1)
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(sequence[:-1].tolist()),
-        loss_fn_inputs={"target_tokens": sequence[1:], "weights": np.ones(tokens, np.float32)},
-    )
 
 
 def _run_steps(trainer: tinker.TrainingClient, data: list[types.Datum]) -> None:
@@ -60,9 +53,9 @@ def main() -> None:
                 client.create_lora_training_client(base_model=MODEL, rank=32, seed=i).result()
                 for i in range(max(args.tenants))
             ]
-            _run_steps(trainers[0], [_datum(rng, args.tokens)])  # warm-up
+            _run_steps(trainers[0], [random_datum(rng, args.tokens, vocab=151_000)])  # warm-up
             for n in args.tenants:
-                data = [[_datum(rng, args.tokens) for _ in range(args.steps)] for _ in range(n)]
+                data = [[random_datum(rng, args.tokens, vocab=151_000) for _ in range(args.steps)] for _ in range(n)]
                 start = time.perf_counter()
                 for trainer, tenant_data in zip(trainers, data):
                     _run_steps(trainer, tenant_data)
