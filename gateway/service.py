@@ -70,7 +70,7 @@ class Service:
             try:
                 path = await asyncio.to_thread(self.registry.resolve, name)
             except UnknownBaseModel as exc:
-                raise UserError(str(exc)) from None
+                raise UserError(str(exc), field="base_model") from None
             config = json.loads((path / "config.json").read_text())
             self._base_models[name] = BaseModelInfo(
                 name=name,
@@ -83,12 +83,12 @@ class Service:
     # ownership
     def owned_session(self, owner: str, session_id: str) -> None:
         if self.metadata.session_owner(session_id) != owner:
-            raise NotFound(f"session {session_id!r} not found")
+            raise NotFound(f"session_id {session_id!r} not found", field="session_id")
 
     def owned_run(self, owner: str, model_id: str) -> TrainingRunRow:
         run = self.metadata.training_run(model_id)
         if run is None or run.owner != owner:
-            raise NotFound(f"model_id {model_id!r} not found")
+            raise NotFound(f"model_id {model_id!r} not found", field="model_id")
         return run
 
     def live_run(self, owner: str, model_id: str) -> TrainingRunRow:
@@ -97,7 +97,8 @@ class Service:
         if not self.press.has_model(model_id):
             raise NotFound(
                 f"model_id {model_id!r} is not loaded on this server (it was created before a restart); "
-                "create a new training client from one of its checkpoints"
+                "create a new training client from one of its checkpoints",
+                field="model_id",
             )
         return run
 

@@ -7,7 +7,9 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
 
 from anvil.types import LoraSpec
 from gateway import proto_codec, wire
@@ -30,7 +32,8 @@ from trainer.commands import (
 )
 
 router = APIRouter(prefix="/api/v1")
-MAX_LORA_RANK = 1024
+# a training operation's body, read as JSON first: see _next_op
+SeqBody = Annotated[dict[str, Any], Body()]
 
 
 def _future(request_id: str, model_id: str | None = None) -> dict:
@@ -44,8 +47,6 @@ async def create_model(body: wire.CreateModel, service: ServiceDep, owner: Owner
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
     lora = body.lora_config or wire.LoraConfigWire()
-    if not 1 <= lora.rank <= MAX_LORA_RANK:
-        raise UserError(f"lora_config.rank must be between 1 and {MAX_LORA_RANK}, got {lora.rank}")
     if not (lora.train_attn or lora.train_mlp or lora.train_unembed):
         raise UserError("lora_config: at least one of train_attn, train_mlp, train_unembed must be true")
     optimizer = (body.optimizer_config or {}).get("type", "adamw")
@@ -78,7 +79,7 @@ async def get_info(body: wire.ModelRef, service: ServiceDep, owner: OwnerDep) ->
 @router.post("/forward_backward")
 async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDep) -> dict:
     message = proto_codec.parse_forward_backward(await request.body(), request.headers.get("content-encoding"))
-    run, existing = _next_op(service, owner, message.model_id, message.seq_id)
+    run, existing = _next_seq_op(service, owner, message.model_id, message.seq_id)
     if existing is not None:
         return _future(existing)
     base = await service.base_model(run.base_model)
@@ -88,19 +89,28 @@ async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDe
 
 
 @router.post("/optim_step")
-async def optim_step(body: wire.OptimStep, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+async def optim_step(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> dict:
+    run, seq_id, existing = _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
-    return _future(service.press.submit(optim_step_op(body, service.futures.create("OptimStep"))))
+    request_id = service.futures.create("OptimStep")
+    try:
+        body = wire.parse(wire.OptimStep, raw)
+    except UserError as exc:
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
+    return _future(service.press.submit(optim_step_op(body, request_id)))
 
 
 @router.post("/save_weights")
-async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+async def save_weights(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> dict:
+    run, seq_id, existing = _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeights")
+    try:
+        body = wire.parse(wire.SaveWeights, raw)
+    except UserError as exc:
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
     if not body.overwrite and body.path and service.metadata.checkpoint(run.model_id, f"weights/{body.path}"):
         error = UserError(f"checkpoint weights/{body.path} of {run.model_id} exists; pass overwrite=True to replace it")
         return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
@@ -108,11 +118,15 @@ async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: Owner
 
 
 @router.post("/save_weights_for_sampler")
-async def save_weights_for_sampler(body: wire.SaveWeightsForSampler, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+async def save_weights_for_sampler(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> dict:
+    run, seq_id, existing = _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeightsForSampler")
+    try:
+        body = wire.parse(wire.SaveWeightsForSampler, raw)
+    except UserError as exc:
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
     if body.path is None and body.sampling_session_seq_id is None:
         error = UserError("save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
         op = failing_op(run.model_id, body.seq_id, request_id, error)
@@ -159,25 +173,21 @@ def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.Sa
 
 
 @router.post("/load_weights")
-async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: OwnerDep) -> dict:
-    if body.model_id is None:
-        return await _create_from_state(body, service, owner)
-    if body.seq_id is None:
-        raise UserError("load_weights on an existing model needs seq_id")
-    run, existing = _next_op(service, owner, body.model_id, body.seq_id)
+async def load_weights(raw: Annotated[dict[str, Any], Body()], service: ServiceDep, owner: OwnerDep) -> dict:
+    if raw.get("model_id") is None:
+        return await _create_from_state(wire.parse(wire.LoadWeights, raw), service, owner)
+    if raw.get("seq_id") is None:
+        raise UserError("load_weights on an existing model needs seq_id", field="seq_id")
+    run, seq_id, existing = _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("LoadWeights")
     try:
+        body = wire.parse(wire.LoadWeights, raw)
         folder = _training_checkpoint(service, owner, body.path)
-        base_model, spec = checkpoints.read_training_meta(folder)
-        if base_model != run.base_model or spec.rank != run.lora["rank"]:
-            raise UserError(
-                f"{body.path} is a rank-{spec.rank} adapter of {base_model}; "
-                f"{run.model_id} is a rank-{run.lora['rank']} adapter of {run.base_model}"
-            )
+        _check_fits(body.path, *checkpoints.read_training_meta(folder), run)
     except UserError as exc:
-        return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, exc)))
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
 
     command = LoadState(run.model_id, str(folder), body.optimizer)
     answer = {"path": body.path, "model_id": run.model_id, "type": "load_weights"}
@@ -199,6 +209,19 @@ async def _create_from_state(body: wire.LoadWeights, service: Service, owner: st
     command = CreateModelFromState(model_id, str(folder), body.optimizer)
     op = _answering_op(model_id, 0, request_id, command, {"path": body.path, "model_id": model_id, "type": "load_weights"})
     return _future(service.press.open_model(model_id, op), model_id)
+
+
+def _check_fits(path: str, base_model: str, spec: LoraSpec, run: TrainingRunRow) -> None:
+    """A checkpoint loads into a model of the same base model and the same LoRA layout."""
+    if base_model != run.base_model:
+        raise UserError(f"{path} is an adapter of {base_model}; {run.model_id} is one of {run.base_model}", field="path")
+    differing = [
+        f"{name}={getattr(spec, name)} (the model has {run.lora[name]})"
+        for name in ("rank", "train_attn", "train_mlp", "train_unembed")
+        if getattr(spec, name) != run.lora[name]
+    ]
+    if differing:
+        raise UserError(f"{path} does not fit {run.model_id}: the checkpoint has " + ", ".join(differing), field="path")
 
 
 def _answering_op(model_id: str, seq_id: int, request_id: str, command: Command, answer: dict) -> TrainOp:
@@ -246,10 +269,20 @@ def _checkpoint_row(
     )
 
 
-def _next_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
-    """The live run an operation is for, and the request id it already has if it was re-sent."""
+def _next_op(service: Service, owner: str, raw: dict[str, Any]) -> tuple[TrainingRunRow, int, str | None]:
+    """The live run an operation is for, its seq_id, and the request id it already has if it was re-sent.
+
+    Only model_id and seq_id are checked here: once they are known, any other mistake in the
+    request fails its future in its turn (gateway/train_requests.py), and the model's later
+    requests are not held up by a missing seq_id."""
+    ref = wire.parse(wire.SeqRef, raw)
+    run, existing = _next_seq_op(service, owner, ref.model_id, ref.seq_id)
+    return run, ref.seq_id, existing
+
+
+def _next_seq_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
     run = service.live_run(owner, model_id)
     if seq_id < 1:
-        raise UserError(f"seq_id must be >= 1 (seq 0 is the model's creation), got {seq_id}")
+        raise UserError(f"seq_id must be >= 1 (seq 0 is the model's creation), got {seq_id}", field="seq_id")
     return run, service.press.request_id(run.model_id, seq_id)
 
