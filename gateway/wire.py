@@ -46,6 +46,8 @@ def _finite_json(value: Any) -> Any:
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 TinkerPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+# a served model's name, or an absolute path to a model folder
+ModelName = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
 SeqId = Annotated[int, Field(ge=0, le=MAX_INT64)]
 Seed = Annotated[int, Field(ge=0, le=MAX_INT64)]
 TtlSeconds = Annotated[int, Field(gt=0, le=MAX_TTL_SECONDS)]
@@ -96,7 +98,7 @@ class LoraConfigWire(Wire):
 class CreateModel(Wire):
     session_id: Id
     model_seq_id: SeqId
-    base_model: Id
+    base_model: ModelName
     user_metadata: Metadata | None = None
     lora_config: LoraConfigWire | None = None
     optimizer_config: dict[str, Any] | None = None
@@ -137,6 +139,7 @@ class LoadWeights(Wire):
     # create-via-load form
     session_id: Id | None = None
     model_seq_id: SeqId | None = None
+    base_model: ModelName | None = None
     user_metadata: Metadata | None = None
 
 
@@ -151,7 +154,7 @@ class CreateSamplingSession(Wire):
     session_id: Id
     sampling_session_seq_id: SeqId
     model_path: TinkerPath | None = None
-    base_model: Id | None = None
+    base_model: ModelName | None = None
 
 
 class EncodedTextChunkWire(Wire):
@@ -175,7 +178,7 @@ class SamplingParamsWire(Wire):
 class Sample(Wire):
     sampling_session_id: Id | None = None
     seq_id: SeqId | None = None
-    base_model: Id | None = None
+    base_model: ModelName | None = None
     model_path: TinkerPath | None = None
     num_samples: Annotated[int, Field(ge=1, le=MAX_NUM_SAMPLES)] = 1
     prompt: ModelInputWire

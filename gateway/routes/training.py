@@ -196,13 +196,20 @@ async def load_weights(raw: Annotated[dict[str, Any], Body()], service: ServiceD
 
 async def _create_from_state(body: wire.LoadWeights, service: Service, owner: str) -> dict:
     if body.session_id is None or body.model_seq_id is None:
-        raise UserError("load_weights needs either model_id and seq_id, or session_id and model_seq_id")
+        raise UserError(
+            "load_weights needs either model_id and seq_id, or session_id and model_seq_id", field="session_id"
+        )
     service.owned_session(owner, body.session_id)
     model_id = f"{body.session_id}:train:{body.model_seq_id}"
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
     folder = _training_checkpoint(service, owner, body.path)
     base_model, spec = checkpoints.read_training_meta(folder)
+    if body.base_model is not None and body.base_model != base_model:
+        raise UserError(
+            f"{body.path} was trained on {base_model!r}; loading it onto base_model {body.base_model!r} is not supported",
+            field="base_model",
+        )
     await service.base_model(base_model)
     _record_run(service, owner, body.session_id, model_id, base_model, spec, body.user_metadata)
     request_id = service.futures.create("LoadWeights")

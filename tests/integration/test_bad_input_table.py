@@ -346,6 +346,9 @@ CASES = [
     Case("load-create-no-session", "POST", "/api/v1/load_weights", lambda c: {"path": c.weights_path}, "session_id"),
     Case("load-create-seq-huge", "POST", "/api/v1/load_weights",
          lambda c: {"path": c.weights_path, "session_id": c.session_id, "model_seq_id": HUGE}, "model_seq_id"),
+    Case("load-create-other-base", "POST", "/api/v1/load_weights",
+         lambda c: {"path": c.weights_path, "session_id": c.session_id, "model_seq_id": 91, "base_model": "Qwen/Qwen3-8B"},
+         "base_model"),
     Case("load-create-no-path", "POST", "/api/v1/load_weights", lambda c: {"session_id": c.session_id, "model_seq_id": 91}, "path"),
     # sampling sessions and asample
     Case("sampling-session-seq-nan", "POST", "/api/v1/create_sampling_session",
@@ -556,3 +559,63 @@ def test_unpublish_is_not_taken_for_a_delete(service_client, rest_client):
     rest_client.delete_checkpoint_from_tinker_path(named_publish).result()
     listed = rest_client.list_checkpoints(trainer.model_id).result().checkpoints
     assert named_publish not in [c.tinker_path for c in listed] and path in [c.tinker_path for c in listed]
+
+
+# the same mistakes made through the SDK, where it sends them unchecked (it refuses a NaN or an
+# infinity in a JSON body itself, but sends them in AdamParams and in protobuf tensors)
+
+
+def _sdk_cases():
+    import tinker
+    from tinker import types
+
+    from sdk_helpers import sft_datum
+
+    nan_weights = sft_datum([1, 2, 3, 4], weights=[1.0, float("nan"), 1.0])
+    prompt = types.ModelInput.from_ints([1, 2, 3])
+    return [
+        ("adam-lr-inf", lambda t, s: t.optim_step(types.AdamParams(learning_rate=float("inf"))).result(),
+         tinker.RequestFailedError, "learning_rate"),
+        ("adam-eps-inf", lambda t, s: t.optim_step(types.AdamParams(eps=float("inf"))).result(),
+         tinker.RequestFailedError, "eps"),
+        ("adam-weight-decay-1e30", lambda t, s: t.optim_step(types.AdamParams(weight_decay=1e30)).result(),
+         tinker.RequestFailedError, "weight_decay"),
+        ("weights-nan", lambda t, s: t.forward_backward([nan_weights], "cross_entropy").result(),
+         tinker.RequestFailedError, "weights"),
+        ("save-ttl-10^20", lambda t, s: t.save_state("sdk-ttl", ttl_seconds=10**20).result(),
+         tinker.RequestFailedError, "ttl_seconds"),
+        ("sample-seed-2^63", lambda t, s: s.sample(prompt, 1, types.SamplingParams(max_tokens=2, seed=2**63)).result(),
+         tinker.BadRequestError, "seed"),
+        ("sample-top-p-zero", lambda t, s: s.sample(prompt, 1, types.SamplingParams(max_tokens=2, top_p=0.0)).result(),
+         tinker.BadRequestError, "top_p"),
+        ("sample-max-tokens-over-context", lambda t, s: s.sample(prompt, 1, types.SamplingParams(max_tokens=10**6)).result(),
+         tinker.BadRequestError, "max_tokens"),
+        ("sample-num-samples-zero", lambda t, s: s.sample(prompt, 0, types.SamplingParams(max_tokens=2)).result(),
+         tinker.BadRequestError, "num_samples"),
+    ]
+
+
+SDK_CASES = _sdk_cases()
+
+
+@pytest.fixture(scope="module")
+def sdk_pair(service_client):
+    from sdk_helpers import new_trainer
+
+    trainer = new_trainer(service_client, rank=4, seed=6)
+    return trainer, trainer.save_weights_and_get_sampling_client().result()
+
+
+@pytest.mark.parametrize("name, call, error, field", SDK_CASES, ids=[case[0] for case in SDK_CASES])
+def test_bad_input_through_the_sdk(sdk_pair, tokenizer, name, call, error, field):
+    import tinker
+
+    from sdk_helpers import sft_datum
+
+    trainer, sampler = sdk_pair
+    with pytest.raises(error) as caught:
+        call(trainer, sampler)
+    assert field in str(caught.value)
+    if isinstance(caught.value, tinker.RequestFailedError):
+        assert caught.value.category == "user"
+    assert trainer.forward_backward([sft_datum(tokenizer.encode("Still here."))], "cross_entropy").result().metrics["loss:sum"] > 0
