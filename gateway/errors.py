@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 # the parts of a validation error's location that say where, not which field
 _LOCATION_KINDS = ("body", "query", "path", "header", "cookie")
 # a union's failed branches add their type names ("str", "list[int]"); they name no field
-_TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "none", "function-after", "function-plain")
+_TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "none")
+_TYPE_PREFIXES = ("constrained-", "function-")
 MAX_LISTED_PROBLEMS = 5
 
 
@@ -78,7 +79,7 @@ def field_of(loc, prefix: str = "") -> str | None:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif isinstance(part, str) and ("[" in part or part in _TYPE_NAMES):
+        elif isinstance(part, str) and ("[" in part or part in _TYPE_NAMES or part.startswith(_TYPE_PREFIXES)):
             break
         else:
             path += f".{part}" if path else str(part)

@@ -7,8 +7,9 @@ refused with a 400 that names it: never silently ignored when it would change th
 from anvil.types import MAX_TOPK_SAMPLE_LOGPROBS, SampleWork
 from gateway.openai_errors import OpenAIError
 from gateway.openai_wire import ChatCompletionRequest, CompletionRequest, SamplingFields
-from gateway.sample_requests import DEFAULT_MAX_TOKENS, MAX_NUM_SAMPLES, MIN_TEMPERATURE, top_k_within
+from gateway.sample_requests import DEFAULT_MAX_TOKENS, MIN_TEMPERATURE, top_k_within
 from gateway.service import BaseModelInfo
+from gateway.wire import MAX_NUM_SAMPLES
 
 # OpenAI parameters these routes do not implement (the engines have no such control)
 UNSUPPORTED_CHAT = (

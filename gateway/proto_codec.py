@@ -9,6 +9,7 @@ from tinker.proto import tinker_public_pb2 as pb
 
 from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, ForwardBackwardResult, SampleResult
 from gateway.errors import UserError
+from gateway.wire import MAX_ID_CHARS
 
 _NUMPY_DTYPE = {pb.DTYPE_FLOAT32: np.float32, pb.DTYPE_INT64: np.int64, pb.DTYPE_INT32: np.int32}
 # decompressed forward_backward bodies larger than this are refused
@@ -29,7 +30,11 @@ def parse_forward_backward(body: bytes, content_encoding: str | None) -> pb.Forw
     except Exception as exc:  # protobuf raises DecodeError, sometimes other errors, on garbage
         raise UserError(f"forward_backward body is not a valid ForwardBackwardRequest protobuf: {exc}") from None
     if not message.model_id:
-        raise UserError("forward_backward request has no model_id (is the body a ForwardBackwardRequest protobuf?)")
+        raise UserError(
+            "forward_backward request has no model_id (is the body a ForwardBackwardRequest protobuf?)", field="model_id"
+        )
+    if len(message.model_id) > MAX_ID_CHARS:
+        raise UserError(f"model_id must be at most {MAX_ID_CHARS} characters", field="model_id")
     return message
 
 

@@ -2,7 +2,6 @@
 
 from anvil.types import SampleWork
 from gateway import wire
-from gateway.wire import MAX_NUM_SAMPLES
 from gateway.errors import UserError
 from gateway.service import BaseModelInfo
 

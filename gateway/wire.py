@@ -26,6 +26,8 @@ MAX_ID_CHARS = 256
 MAX_PATH_CHARS = 1024
 MAX_TAGS = 64
 MAX_METADATA_CHARS = 64 * 1024
+# each stop sequence is checked at every sampled token
+MAX_STOPS = 256
 
 
 def _finite_json(value: Any) -> Any:
@@ -45,6 +47,7 @@ def _finite_json(value: Any) -> Any:
 
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+StopText = Annotated[str, Field(max_length=MAX_PATH_CHARS)]
 TinkerPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
 # a served model's name, or an absolute path to a model folder
 ModelName = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
@@ -169,7 +172,7 @@ class ModelInputWire(Wire):
 class SamplingParamsWire(Wire):
     max_tokens: Annotated[int, Field(ge=1, le=MAX_INT64)] | None = None
     seed: Seed | None = None
-    stop: str | list[str] | list[int] | None = None
+    stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOPS)] | Annotated[list[int], Field(max_length=MAX_STOPS)] | None = None
     temperature: Annotated[float, Field(ge=0)] = 1.0
     top_k: Annotated[int, Field(ge=-1, le=MAX_INT64)] = -1
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
