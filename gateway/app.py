@@ -4,15 +4,13 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from gateway.errors import UserError
+from gateway.errors import install_error_handlers, tinker_body
 from gateway.openai_app import create_openai_app, start_openai_app
 from gateway.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from gateway.routes import futures, metrics, rest, sampling, session, training
 from gateway.service import Service, Settings
-from losses.types import LossInputError
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +37,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.mount("/v1", openai_app)
 
-    @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
-
-    @app.exception_handler(LossInputError)
-    async def loss_input_error(request: Request, exc: LossInputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
+    install_error_handlers(app, tinker_body)
     return app

@@ -5,12 +5,18 @@ is refused); any other well-formed key is refused when keys are required, and in
 user of its own.
 """
 
+import re
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, Request
 
+from gateway.errors import Unauthorized
 from gateway.service import Service, open_user_id
-from gateway.store.api_keys import KEY_PREFIX
+
+# a key is its prefix and at least one more visible character, no whitespace, at most 256 in all;
+# the SDK's JWTs (eyJ...) may be longer
+_TINKER_KEY = re.compile(r"tml-[\x21-\x7e]{1,252}")
+_JWT = re.compile(r"eyJ[\x21-\x7e]{1,8189}")
 
 
 def get_service(request: Request) -> Service:
@@ -19,8 +25,8 @@ def get_service(request: Request) -> Service:
 
 async def get_owner(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> str:
     if not x_api_key:
-        raise HTTPException(401, "missing X-API-Key header (set TINKER_API_KEY=tml-...)")
-    return await _owner_of(get_service(request), x_api_key)
+        raise Unauthorized("missing X-API-Key header (set TINKER_API_KEY=tml-...)", field="X-API-Key")
+    return await _owner_of(get_service(request), x_api_key, "X-API-Key")
 
 
 async def get_bearer_owner(
@@ -33,33 +39,31 @@ async def get_bearer_owner(
     if authorization:
         scheme, _, key = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise HTTPException(401, "the Authorization header must be 'Bearer tml-...'")
-        return await _owner_of(get_service(request), key.strip())
+            raise Unauthorized("the Authorization header must be 'Bearer tml-...'", field="Authorization")
+        return await _owner_of(get_service(request), key.strip(), "Authorization")
     if x_api_key:
-        return await _owner_of(get_service(request), x_api_key)
-    raise HTTPException(401, "missing API key: send 'Authorization: Bearer tml-...' (the openai client's api_key)")
+        return await _owner_of(get_service(request), x_api_key, "X-API-Key")
+    raise Unauthorized(
+        "missing API key: send 'Authorization: Bearer tml-...' (the openai client's api_key)", field="Authorization"
+    )
 
 
-async def _owner_of(service: Service, api_key: str) -> str:
-    if not _well_formed(api_key):
-        raise HTTPException(401, "API keys start with 'tml-' followed by the key's characters")
+async def _owner_of(service: Service, api_key: str, header: str) -> str:
+    if not (_TINKER_KEY.fullmatch(api_key) or _JWT.fullmatch(api_key)):
+        raise Unauthorized(
+            f"the {header} header is not an API key: keys are 'tml-' followed by 1-252 visible characters",
+            field=header,
+        )
     known = await service.keys.key_of(api_key)
     if known is not None:
         if known.revoked_at is not None:
-            raise HTTPException(401, f"API key {known.key_id} was revoked")
+            raise Unauthorized(f"API key {known.key_id} was revoked", field=header)
         return known.user_id
     if service.settings.require_keys:
-        raise HTTPException(401, "unknown API key: this server accepts only keys made with `anvil keys create`")
+        raise Unauthorized(
+            "unknown API key: this server accepts only keys made with `anvil keys create`", field=header
+        )
     return open_user_id(api_key)
-
-
-def _well_formed(api_key: str) -> bool:
-    # "eyJ": the JWTs the SDK can send in place of a key
-    for prefix in (KEY_PREFIX, "eyJ"):
-        if api_key.startswith(prefix):
-            rest = api_key[len(prefix) :]
-            return bool(rest) and rest.isprintable() and not any(c.isspace() for c in rest)
-    return False
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

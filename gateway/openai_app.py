@@ -5,7 +5,7 @@ import time
 
 from fastapi import FastAPI
 
-from gateway.openai_errors import install_error_handlers
+from gateway.openai_errors import install_openai_error_handlers
 from gateway.openai_models import ModelTexts
 from gateway.routes import openai
 from gateway.service import Service
@@ -14,7 +14,7 @@ from gateway.service import Service
 def create_openai_app() -> FastAPI:
     app = FastAPI(title="anvil: OpenAI API")
     app.include_router(openai.router)
-    install_error_handlers(app)
+    install_openai_error_handlers(app)
     return app
 
 

@@ -7,8 +7,9 @@ refused with a 400 that names it: never silently ignored when it would change th
 from anvil.types import MAX_TOPK_SAMPLE_LOGPROBS, SampleWork
 from gateway.openai_errors import OpenAIError
 from gateway.openai_wire import ChatCompletionRequest, CompletionRequest, SamplingFields
-from gateway.sample_requests import DEFAULT_MAX_TOKENS, MAX_NUM_SAMPLES
+from gateway.sample_requests import DEFAULT_MAX_TOKENS, MIN_TEMPERATURE, top_k_within
 from gateway.service import BaseModelInfo
+from gateway.wire import MAX_NUM_SAMPLES
 
 # OpenAI parameters these routes do not implement (the engines have no such control)
 UNSUPPORTED_CHAT = (
@@ -69,6 +70,8 @@ def _check_common(body: SamplingFields) -> None:
         raise OpenAIError(f"n must be between 1 and {MAX_NUM_SAMPLES}, got {body.n}", param="n")
     if body.temperature is not None and body.temperature < 0:
         raise OpenAIError(f"temperature must be >= 0, got {body.temperature}", param="temperature")
+    if body.temperature is not None and 0 < body.temperature < MIN_TEMPERATURE:
+        raise OpenAIError(f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {body.temperature}", param="temperature")
     if body.top_p is not None and not 0 < body.top_p <= 1:
         raise OpenAIError(f"top_p must be in (0, 1], got {body.top_p}", param="top_p")
     if body.top_k is not None and (body.top_k == 0 or body.top_k < -1):
@@ -145,7 +148,7 @@ def sample_work(
         max_tokens=max_tokens,
         temperature=body.temperature if body.temperature is not None else 1.0,
         top_p=body.top_p if body.top_p is not None else 1.0,
-        top_k=body.top_k if body.top_k is not None else -1,
+        top_k=top_k_within(body.top_k if body.top_k is not None else -1, base.vocab_size),
         seed=body.seed,
         stop_strings=stop_strings,
         stop_tokens=stop_tokens,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import UserError
+from anvil.errors import UserError, failure_of
 from gateway.futures import FutureStore, Payload
 from gateway.press_metrics import PressMetrics
 from gateway.quotas import TRAIN_PIECE_TOKENS
@@ -260,7 +260,7 @@ class Press:
             results = self.pool.forward_backward(commands)
         except Exception as exc:  # deliberate: a pool that breaks fails this batch, not the press
             log.exception("forward_backward batch of %d requests failed", len(items))
-            results = [CommandFailure("server", f"{type(exc).__name__}: {exc}")] * len(items)
+            results = [CommandFailure(*failure_of(exc))] * len(items)
         tally.add_batch(commands, self._clock() - started)
         for (op, _), result in zip(items, results, strict=True):
             if not op.pieces:
@@ -294,7 +294,7 @@ class Press:
             result = self.pool.run(op.command)
         except Exception as exc:  # deliberate: report on the future, keep serving
             log.exception("%s seq %d failed", op.model_id, op.seq_id)
-            result = CommandFailure("server", f"{type(exc).__name__}: {exc}")
+            result = CommandFailure(*failure_of(exc))
         tally.add_barrier(self._clock() - started)
         self._settle(op, result, tally)
 
@@ -308,10 +308,9 @@ class Press:
             payload = op.finish(result)
         except Exception as exc:  # deliberate: a failed bookkeeping step fails this future only
             tally.failed += 1
-            if isinstance(exc, UserError):
-                self.futures.fail(op.request_id, exc.message, "user")
-            else:
+            if not isinstance(exc, UserError):
                 log.exception("finishing %s seq %d failed", op.model_id, op.seq_id)
-                self.futures.fail(op.request_id, f"{type(exc).__name__}: {exc}", "server")
+            category, message = failure_of(exc)
+            self.futures.fail(op.request_id, message, category)
             return
         self.futures.resolve(op.request_id, payload)

@@ -7,10 +7,15 @@ import numpy as np
 import zstandard
 from tinker.proto import tinker_public_pb2 as pb
 
-from anvil.types import ForwardBackwardResult, SampleResult
+from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, ForwardBackwardResult, SampleResult
 from gateway.errors import UserError
+from gateway.wire import MAX_ID_CHARS
 
 _NUMPY_DTYPE = {pb.DTYPE_FLOAT32: np.float32, pb.DTYPE_INT64: np.int64, pb.DTYPE_INT32: np.int32}
+# the widest (N, K) loss input: as many columns as the widest top-k the sampler returns per token
+MAX_COLUMNS = MAX_TOPK_PROMPT_LOGPROBS
+
+
 def parse_forward_backward(body: bytes, content_encoding: str | None, max_bytes: int) -> pb.ForwardBackwardRequest:
     """`max_bytes` bounds the body after decompression (a 32 KB zstd frame can inflate to GiBs)."""
     if content_encoding and "zstd" in content_encoding.lower():
@@ -21,7 +26,11 @@ def parse_forward_backward(body: bytes, content_encoding: str | None, max_bytes:
     except Exception as exc:  # protobuf raises DecodeError, sometimes other errors, on garbage
         raise UserError(f"forward_backward body is not a valid ForwardBackwardRequest protobuf: {exc}") from None
     if not message.model_id:
-        raise UserError("forward_backward request has no model_id (is the body a ForwardBackwardRequest protobuf?)")
+        raise UserError(
+            "forward_backward request has no model_id (is the body a ForwardBackwardRequest protobuf?)", field="model_id"
+        )
+    if len(message.model_id) > MAX_ID_CHARS:
+        raise UserError(f"model_id must be at most {MAX_ID_CHARS} characters", field="model_id")
     return message
 
 
@@ -35,7 +44,7 @@ def _decompress_bounded(body: bytes, max_bytes: int) -> bytes:
             if len(out) > max_bytes:
                 raise UserError(
                     f"forward_backward body decompresses to more than {max_bytes} bytes "
-                    "(anvil serve --max-body-bytes)"
+                    "(anvil serve --max-body-bytes)", field="body",
                 )
     except zstandard.ZstdError as exc:
         raise UserError(f"forward_backward body is not a valid zstd frame: {exc}") from None
@@ -63,11 +72,20 @@ def datum_tokens(datum: pb.Datum, where: str) -> np.ndarray:
     return np.concatenate(pieces)
 
 
-def tensor_to_numpy(tensor: pb.Tensor, where: str) -> np.ndarray:
+def tensor_to_numpy(tensor: pb.Tensor, where: str, rows: int) -> np.ndarray:
+    """A loss input of a datum with `rows` input tokens. Its declared shape is checked before
+    anything is allocated: a sparse tensor's shape, unlike a dense one's, is not bounded by the
+    bytes sent, and a few bytes could otherwise ask for terabytes."""
     dtype = _NUMPY_DTYPE.get(tensor.dtype)
     if dtype is None:
-        raise UserError(f"{where} has unsupported dtype {pb.DType.Name(tensor.dtype)}")
+        raise UserError(f"{where} has unsupported dtype {pb.DType.Name(tensor.dtype)}", field=where)
     shape = list(tensor.shape)
+    if len(shape) > 2 or any(d < 0 for d in shape):
+        raise UserError(f"{where}: shape {shape} must be (N,) or (N, K) with sizes >= 0", field=where)
+    if shape and shape[0] > rows:
+        raise UserError(f"{where}: shape {shape} has more rows than the datum's {rows} input tokens", field=where)
+    if len(shape) == 2 and shape[1] > MAX_COLUMNS:
+        raise UserError(f"{where}: shape {shape} has more than {MAX_COLUMNS} columns", field=where)
     try:
         if tensor.WhichOneof("encoding") == "sparse_csr":
             array = _csr_to_dense(tensor.sparse_csr, dtype, shape)
@@ -75,7 +93,7 @@ def tensor_to_numpy(tensor: pb.Tensor, where: str) -> np.ndarray:
             array = np.frombuffer(tensor.dense, dtype=np.dtype(dtype).newbyteorder("<"))
             array = array.reshape(shape) if shape else array
     except ValueError as exc:
-        raise UserError(f"{where}: data does not match its shape {shape}: {exc}") from None
+        raise UserError(f"{where}: data does not match its shape {shape}: {exc}", field=where) from None
     return array.astype(np.int64 if dtype == np.int32 else dtype)
 
 
@@ -100,7 +118,7 @@ def loss_config(message: pb.ForwardBackwardRequest) -> dict[str, float]:
         config = {}
         for key, value in message.loss_fn_config_v2.items():
             if value.WhichOneof("value") != "number":
-                raise UserError(f"loss_fn_config[{key!r}] must be a number, got text {value.text!r}")
+                raise UserError(f"loss_fn_config[{key!r}] must be a number, got text", field=f"loss_fn_config[{key!r}]")
             config[key] = value.number
         return config
     return dict(message.loss_fn_config)

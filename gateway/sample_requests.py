@@ -1,13 +1,14 @@
 """Checks a sampling request and turns it into the sampler's SampleWork."""
 
-from anvil.types import MAX_TOPK_PROMPT_LOGPROBS, SampleWork
+from anvil.types import SampleWork
 from gateway import wire
 from gateway.errors import UserError
 from gateway.service import BaseModelInfo
 
 # used when a request leaves max_tokens out
 DEFAULT_MAX_TOKENS = 256
-MAX_NUM_SAMPLES = 1024
+# logits divided by a smaller temperature overflow float32 into NaN probabilities
+MIN_TEMPERATURE = 1e-4
 
 
 def sample_work(body: wire.Sample, base: BaseModelInfo) -> SampleWork:
@@ -16,26 +17,20 @@ def sample_work(body: wire.Sample, base: BaseModelInfo) -> SampleWork:
         if not 0 <= token < base.vocab_size:
             raise UserError(f"prompt has token id {token} outside the vocabulary [0, {base.vocab_size})")
     params = body.sampling_params
+    # non-finite numbers, negative counts and values beyond int64 are refused by gateway/wire.py
     max_tokens = params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS
-    if max_tokens <= 0:
-        raise UserError(f"sampling_params.max_tokens must be >= 1, got {max_tokens}")
     if len(prompt) + max_tokens > base.max_context:
         raise UserError(
             f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context of "
             f"{base.name} ({base.max_context} tokens)"
         )
-    if not 1 <= body.num_samples <= MAX_NUM_SAMPLES:
-        raise UserError(f"num_samples must be between 1 and {MAX_NUM_SAMPLES}, got {body.num_samples}")
-    if params.temperature < 0:
-        raise UserError(f"sampling_params.temperature must be >= 0, got {params.temperature}")
-    if not 0 < params.top_p <= 1:
-        raise UserError(f"sampling_params.top_p must be in (0, 1], got {params.top_p}")
+    if 0 < params.temperature < MIN_TEMPERATURE:
+        raise UserError(
+            f"sampling_params.temperature must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {params.temperature}",
+            field="sampling_params.temperature",
+        )
     if params.top_k == 0 or params.top_k < -1:
         raise UserError(f"sampling_params.top_k must be -1 (no limit) or >= 1, got {params.top_k}")
-    if not 0 <= body.topk_prompt_logprobs <= MAX_TOPK_PROMPT_LOGPROBS:
-        raise UserError(
-            f"topk_prompt_logprobs must be between 0 and {MAX_TOPK_PROMPT_LOGPROBS}, got {body.topk_prompt_logprobs}"
-        )
     unsupported = {
         "topk_sample_logprobs": body.topk_sample_logprobs > 0,
         "prompt_alt_tokens_k": body.prompt_alt_tokens_k > 0,
@@ -52,13 +47,19 @@ def sample_work(body: wire.Sample, base: BaseModelInfo) -> SampleWork:
         max_tokens=max_tokens,
         temperature=params.temperature,
         top_p=params.top_p,
-        top_k=params.top_k,
+        top_k=top_k_within(params.top_k, base.vocab_size),
         seed=params.seed,
         stop_strings=stop_strings,
         stop_tokens=stop_tokens,
         prompt_logprobs=body.prompt_logprobs,
         topk_prompt_logprobs=body.topk_prompt_logprobs,
     )
+
+
+def top_k_within(top_k: int, vocab_size: int) -> int:
+    """A top_k of the whole vocabulary or more keeps every token: it is no limit (-1), which no
+    engine can take as a too-large integer."""
+    return -1 if top_k >= vocab_size else top_k
 
 
 def _prompt_tokens(prompt: wire.ModelInputWire) -> list[int]:

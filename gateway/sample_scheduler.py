@@ -14,10 +14,10 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from anvil.errors import UserError, failure_of
 from anvil.types import AdapterRef, SampleDelta, SampleResult, SampleWork
 from gateway import proto_codec
 from gateway.futures import FutureStore, Payload
-from sampler.engine import SampleRejected
 from sampler.fleet import SamplerFleet
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,10 @@ class SampleScheduler:
             self.futures.resolve(request_id, Payload.proto(proto_codec.sample_response(done.result())))
             return
         self.failed += 1
-        if isinstance(exc, SampleRejected):
-            self.futures.fail(request_id, str(exc), "user")
-            return
-        log.error("sample %s failed", request_id, exc_info=exc)
-        self.futures.fail(request_id, f"{type(exc).__name__}: {exc}", "server")
+        if not isinstance(exc, UserError):
+            log.error("sample %s failed", request_id, exc_info=exc)
+        category, message = failure_of(exc)
+        self.futures.fail(request_id, message, category)
 
     @property
     def in_flight(self) -> int:

@@ -104,7 +104,7 @@ class Service:
             try:
                 path = await asyncio.to_thread(self.registry.resolve, name)
             except UnknownBaseModel as exc:
-                raise UserError(str(exc)) from None
+                raise UserError(str(exc), field="base_model") from None
             config = json.loads((path / "config.json").read_text())
             self._base_models[name] = BaseModelInfo(
                 name=name,
@@ -128,7 +128,7 @@ class Service:
     # ownership
     async def owned_session(self, owner: str, session_id: str) -> None:
         if await self.store.session_owner(session_id) != owner:
-            raise NotFound(f"session {session_id!r} not found")
+            raise NotFound(f"session_id {session_id!r} not found", field="session_id")
 
     async def open_session(self, owner: str, session_id: str) -> None:
         """A session of the caller's that can still create models."""
@@ -136,13 +136,14 @@ class Service:
         if await self.store.session_finished(session_id):
             raise UserError(
                 f"session {session_id!r} has ended (closed, or no heartbeat for "
-                f"{self.settings.session_timeout_s:.0f} s); create a new ServiceClient"
+                f"{self.settings.session_timeout_s:.0f} s); create a new ServiceClient",
+                field="session_id",
             )
 
     async def owned_run(self, owner: str, model_id: str) -> TrainingRunRow:
         run = await self.store.training_run(model_id)
         if run is None or run.owner != owner:
-            raise NotFound(f"model_id {model_id!r} not found")
+            raise NotFound(f"model_id {model_id!r} not found", field="model_id")
         return run
 
     async def live_run(self, owner: str, model_id: str) -> TrainingRunRow:
@@ -151,7 +152,8 @@ class Service:
         if not self.press.has_model(model_id):
             raise NotFound(
                 f"model_id {model_id!r} is not loaded on this server (it was unloaded, its session ended, "
-                "or it was created before a restart); create a new training client from one of its checkpoints"
+                "or it was created before a restart); create a new training client from one of its checkpoints",
+                field="model_id",
             )
         return run
 

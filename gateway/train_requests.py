@@ -14,14 +14,12 @@ from gateway.futures import Payload
 from gateway.press import TrainOp
 from gateway.quotas import Limits, check_train_lengths
 from losses.registry import get_loss
-from losses.types import LossInputError
 from losses.validate import validate_loss_request
 from trainer.commands import CommandFailure, ForwardBackward, OptimStep, OptimStepResult
 
 
-def failing_op(model_id: str, seq_id: int, request_id: str, error: Exception) -> TrainOp:
-    message = error.message if isinstance(error, UserError) else str(error)
-    return TrainOp(model_id, seq_id, request_id, failure=CommandFailure("user", message))
+def failing_op(model_id: str, seq_id: int, request_id: str, error: UserError) -> TrainOp:
+    return TrainOp(model_id, seq_id, request_id, failure=CommandFailure("user", error.message))
 
 
 def forward_backward_work(
@@ -39,7 +37,7 @@ def forward_backward_work(
         tokens = proto_codec.datum_tokens(datum, where)
         _check_token_ids(tokens, vocab_size, f"{where}.model_input")
         inputs = {
-            name: proto_codec.tensor_to_numpy(tensor, f"{where}.loss_fn_inputs[{name!r}]")
+            name: proto_codec.tensor_to_numpy(tensor, f"{where}.loss_fn_inputs[{name!r}]", len(tokens))
             for name, tensor in datum.loss_fn_inputs.items()
         }
         data.append(TrainDatum(tokens=tokens, inputs=inputs))
@@ -56,7 +54,7 @@ def forward_backward_op(
 ) -> TrainOp:
     try:
         work = forward_backward_work(message, vocab_size, max_context, limits)
-    except (UserError, LossInputError) as exc:
+    except UserError as exc:  # LossInputError among them
         return failing_op(message.model_id, message.seq_id, request_id, exc)
     return TrainOp(
         message.model_id,
@@ -70,19 +68,14 @@ def forward_backward_op(
 def adam_step(body: wire.OptimStep) -> AdamStep:
     if body.adam_params is None:
         kind = (body.optimizer_params or {}).get("type", "unknown")
-        raise UserError(f"optimizer {kind!r} is not supported; anvil trains with AdamW (adam_params)")
-    p = body.adam_params
-    checks: list[tuple[str, bool]] = [
-        ("learning_rate must be >= 0", p.learning_rate >= 0),
-        ("beta1 must be in [0, 1)", 0 <= p.beta1 < 1),
-        ("beta2 must be in [0, 1)", 0 <= p.beta2 < 1),
-        ("eps must be > 0", p.eps > 0),
-        ("weight_decay must be >= 0", p.weight_decay >= 0),
-        ("grad_clip_norm must be >= 0 (0 disables clipping)", p.grad_clip_norm >= 0),
-    ]
-    for message, ok in checks:
-        if not ok:
-            raise UserError(f"adam_params.{message}")
+        raise UserError(f"optimizer {kind!r} is not supported; anvil trains with AdamW (adam_params)", field="adam_params")
+    p = body.adam_params  # each value finite and in range (gateway/wire.py)
+    if p.learning_rate * p.weight_decay > 1:
+        raise UserError(
+            f"adam_params.weight_decay × learning_rate must be <= 1 (got {p.weight_decay} × {p.learning_rate}): "
+            "AdamW scales the weights by 1 - learning_rate × weight_decay each step",
+            field="adam_params.weight_decay",
+        )
     return AdamStep(**p.model_dump())
 
 

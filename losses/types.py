@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from anvil.errors import UserError
 
-class LossInputError(ValueError):
+
+class LossInputError(UserError):
     """A request's loss inputs or config are unusable; `field` names the culprit."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__(f"{field}: {message}", field=field)
 
 
 @dataclass(frozen=True)

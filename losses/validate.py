@@ -7,6 +7,10 @@ import numpy as np
 
 from losses.types import LossInputError, LossSpec
 
+# per-token weights, advantages and logprobs are far smaller; a sum over many tokens of larger
+# ones (or exp of a logprob difference) overflows float32 into inf, and the weights into NaN
+MAX_ABS_INPUT = 1e6
+
 
 def validate_loss_request(
     spec: LossSpec,
@@ -76,4 +80,6 @@ def _check_float_input(field: str, array: np.ndarray, target_shape: tuple[int, .
         )
     if not np.isfinite(array).all():
         raise LossInputError(field, "contains NaN or infinite values")
+    if array.size and np.abs(array).max() > MAX_ABS_INPUT:
+        raise LossInputError(field, f"has values beyond ±{MAX_ABS_INPUT:g}, which overflow the loss")
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from anvil.errors import UserError
 from anvil.types import AdapterRef, SampleDelta, SampleResult, SampleWork
 
 
@@ -19,7 +20,7 @@ class EngineDead(RuntimeError):
     """The engine stopped working (its process died); the fleet restarts it and retries the work."""
 
 
-class SampleRejected(ValueError):
+class SampleRejected(UserError):
     """The engine refused the work as asked (the request's fault, e.g. a prompt longer than the
     context the engine can hold): a user error, not retried."""
 

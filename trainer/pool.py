@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from anvil.errors import UserError, failure_of
 from anvil.types import ForwardBackwardResult
 from trainer.commands import (
     BarrierCommand,
@@ -30,7 +31,6 @@ from trainer.commands import (
     Unload,
     UnloadResult,
 )
-from trainer.errors import USER_ERRORS
 from trainer.worker import TrainerWorker
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,9 @@ class InProcessTrainerPool:
 
 
 def _as_failure(exc: Exception, what: str) -> CommandFailure:
-    if isinstance(exc, USER_ERRORS):
-        return CommandFailure("user", str(exc))
-    log.error("%s failed", what, exc_info=exc)
-    return CommandFailure("server", f"{type(exc).__name__}: {exc}")
+    if not isinstance(exc, UserError):  # a user's mistake needs no traceback in the server's log
+        log.error("%s failed", what, exc_info=exc)
+    return CommandFailure(*failure_of(exc))
 
 
 def _folder_size(folder: Path) -> int:

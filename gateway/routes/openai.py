@@ -40,7 +40,6 @@ from gateway.openai_wire import (
 from gateway.sample_scheduler import SampleJob
 from gateway.service import Service
 from renderers.types import Renderer
-from sampler.engine import SampleRejected
 
 router = APIRouter()
 
@@ -209,8 +208,7 @@ async def _open_stream(service: Service, job: SampleJob) -> tuple[SampleDelta | 
 
 
 def _engine_error(exc: Exception) -> Exception:
-    if isinstance(exc, SampleRejected):
-        return OpenAIError(str(exc))
+    # a SampleRejected is a user error already (gateway/errors.py answers it with a 400)
     if isinstance(exc, FileNotFoundError):
         return OpenAIError(f"the model's weights are gone: {exc}", status=404, param="model", code="model_not_found")
     return exc

@@ -4,15 +4,22 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Query
+
+from anvil.errors import MAX_INT64
 from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
-from gateway.errors import NotFound, UserError
+from gateway.errors import NotFound
 from gateway.store import CheckpointRow, TrainingRunRow
 from gateway.service import Service, parse_tinker_path
 
 router = APIRouter(prefix="/api/v1")
+# a page holds at most this many rows, whatever limit asks for
+MAX_PAGE = 1000
+Limit = Annotated[int, Query(ge=1, le=MAX_INT64)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT64)]
 
 
 def checkpoint_json(row: CheckpointRow) -> dict:
@@ -47,8 +54,8 @@ async def training_run_json(service: Service, run: TrainingRunRow) -> dict:
 
 
 @router.get("/training_runs")
-async def list_training_runs(service: ServiceDep, owner: OwnerDep, limit: int = 20, offset: int = 0) -> dict:
-    runs, total = await service.store.training_runs(owner, _limit(limit), max(offset, 0))
+async def list_training_runs(service: ServiceDep, owner: OwnerDep, limit: Limit = 20, offset: Offset = 0) -> dict:
+    runs, total = await service.store.training_runs(owner, min(limit, MAX_PAGE), offset)
     return {
         "training_runs": [await training_run_json(service, run) for run in runs],
         "cursor": {"offset": offset, "limit": limit, "total_count": total},
@@ -67,8 +74,8 @@ async def list_run_checkpoints(run_id: str, service: ServiceDep, owner: OwnerDep
 
 
 @router.get("/checkpoints")
-async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int = 100, offset: int = 0) -> dict:
-    rows, total = await service.store.checkpoints_of_owner(owner, _limit(limit), max(offset, 0))
+async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: Limit = 100, offset: Offset = 0) -> dict:
+    rows, total = await service.store.checkpoints_of_owner(owner, min(limit, MAX_PAGE), offset)
     return {
         "checkpoints": [checkpoint_json(c) for c in rows],
         "cursor": {"offset": offset, "limit": limit, "total_count": total},
@@ -77,6 +84,11 @@ async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int
 
 @router.delete("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}")
 async def delete_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
+    # DELETE .../checkpoints/<kind>/<name>/publish (unpublish) arrives here too: {checkpoint_id:path}
+    # takes it whole, and a route of its own could not tell it from deleting a checkpoint "publish"
+    kind_name, _, action = checkpoint_id.rpartition("/")
+    if action == "publish" and kind_name.count("/") == 1:
+        return await unpublish_checkpoint(run_id, kind_name, service, owner)
     row = await _owned_checkpoint(service, owner, run_id, checkpoint_id)
     await service.store.delete_checkpoint(run_id, row.checkpoint_id)
     shutil.rmtree(Path(row.folder), ignore_errors=True)
@@ -90,7 +102,6 @@ async def publish_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDe
     return {}
 
 
-@router.delete("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}/publish")
 async def unpublish_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
     await _owned_checkpoint(service, owner, run_id, checkpoint_id)
     await service.store.set_checkpoint_public(run_id, checkpoint_id, False)
@@ -103,9 +114,7 @@ async def set_checkpoint_ttl(
 ) -> dict:
     await _owned_checkpoint(service, owner, run_id, checkpoint_id)
     expires = None
-    if body.ttl_seconds is not None:
-        if body.ttl_seconds <= 0:
-            raise UserError("ttl_seconds must be positive (or null for no expiry)")
+    if body.ttl_seconds is not None:  # positive and bounded (gateway/wire.py)
         expires = (datetime.now(UTC) + timedelta(seconds=body.ttl_seconds)).isoformat(timespec="microseconds")
     await service.store.set_checkpoint_expiry(run_id, checkpoint_id, expires)
     return {}
@@ -147,6 +156,3 @@ async def _owned_checkpoint(service: Service, owner: str, run_id: str, checkpoin
         raise NotFound(f"checkpoint {checkpoint_id!r} of {run_id!r} not found")
     return row
 
-
-def _limit(limit: int) -> int:
-    return min(max(limit, 1), 1000)

@@ -62,5 +62,5 @@ async def asample(body: wire.Sample, service: ServiceDep, owner: OwnerDep) -> di
 async def _owned_sampling_session(service: Service, owner: str, sampling_session_id: str) -> SamplingSessionRow:
     row = await service.store.sampling_session(sampling_session_id)
     if row is None or row.owner != owner:
-        raise NotFound(f"sampling session {sampling_session_id!r} not found")
+        raise NotFound(f"sampling_session_id {sampling_session_id!r} not found", field="sampling_session_id")
     return row

@@ -8,7 +8,9 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
 
 from anvil.types import LoraSpec
 from gateway import proto_codec, wire
@@ -33,7 +35,8 @@ from trainer.commands import (
 )
 
 router = APIRouter(prefix="/api/v1")
-MAX_LORA_RANK = 1024
+# a training operation's body, read as JSON first: see _next_op
+SeqBody = Annotated[dict[str, Any], Body()]
 
 
 def _future(request_id: str, model_id: str | None = None) -> dict:
@@ -47,8 +50,6 @@ async def create_model(body: wire.CreateModel, service: ServiceDep, owner: Owner
     if (existing := service.press.request_id(model_id, 0)) is not None:
         return _future(existing, model_id)
     lora = body.lora_config or wire.LoraConfigWire()
-    if not 1 <= lora.rank <= MAX_LORA_RANK:
-        raise UserError(f"lora_config.rank must be between 1 and {MAX_LORA_RANK}, got {lora.rank}")
     if not (lora.train_attn or lora.train_mlp or lora.train_unembed):
         raise UserError("lora_config: at least one of train_attn, train_mlp, train_unembed must be true")
     optimizer = (body.optimizer_config or {}).get("type", "adamw")
@@ -98,7 +99,7 @@ async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDe
     message = await asyncio.to_thread(
         proto_codec.parse_forward_backward, body, request.headers.get("content-encoding"), limits.max_body_bytes
     )
-    run, existing = await _next_op(service, owner, message.model_id, message.seq_id)
+    run, existing = await _next_seq_op(service, owner, message.model_id, message.seq_id)
     if existing is not None:
         return _future(existing)
     base = await service.base_model(run.base_model)
@@ -109,19 +110,28 @@ async def forward_backward(request: Request, service: ServiceDep, owner: OwnerDe
 
 
 @router.post("/optim_step")
-async def optim_step(body: wire.OptimStep, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
+async def optim_step(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> dict:
+    run, seq_id, existing = await _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
-    return _future(service.press.submit(optim_step_op(body, service.futures.create("OptimStep", owner))))
+    request_id = service.futures.create("OptimStep", owner)
+    try:
+        body = wire.parse(wire.OptimStep, raw)
+    except UserError as exc:
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
+    return _future(service.press.submit(optim_step_op(body, request_id)))
 
 
 @router.post("/save_weights")
-async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
+async def save_weights(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> dict:
+    run, seq_id, existing = await _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeights", owner)
+    try:
+        body = wire.parse(wire.SaveWeights, raw)
+    except UserError as exc:
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
     if not body.overwrite and body.path and await service.store.checkpoint(run.model_id, f"weights/{body.path}"):
         error = UserError(f"checkpoint weights/{body.path} of {run.model_id} exists; pass overwrite=True to replace it")
         return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
@@ -129,11 +139,15 @@ async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: Owner
 
 
 @router.post("/save_weights_for_sampler")
-async def save_weights_for_sampler(body: wire.SaveWeightsForSampler, service: ServiceDep, owner: OwnerDep) -> dict:
-    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
+async def save_weights_for_sampler(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> dict:
+    run, seq_id, existing = await _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeightsForSampler", owner)
+    try:
+        body = wire.parse(wire.SaveWeightsForSampler, raw)
+    except UserError as exc:
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
     if body.path is None and body.sampling_session_seq_id is None:
         error = UserError("save_weights_for_sampler needs a path (a name) or a sampling_session_seq_id")
         op = failing_op(run.model_id, body.seq_id, request_id, error)
@@ -181,25 +195,21 @@ def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.Sa
 
 
 @router.post("/load_weights")
-async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: OwnerDep) -> dict:
-    if body.model_id is None:
-        return await _create_from_state(body, service, owner)
-    if body.seq_id is None:
-        raise UserError("load_weights on an existing model needs seq_id")
-    run, existing = await _next_op(service, owner, body.model_id, body.seq_id)
+async def load_weights(raw: Annotated[dict[str, Any], Body()], service: ServiceDep, owner: OwnerDep) -> dict:
+    if raw.get("model_id") is None:
+        return await _create_from_state(wire.parse(wire.LoadWeights, raw), service, owner)
+    if raw.get("seq_id") is None:
+        raise UserError("load_weights on an existing model needs seq_id", field="seq_id")
+    run, seq_id, existing = await _next_op(service, owner, raw)
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("LoadWeights", owner)
     try:
+        body = wire.parse(wire.LoadWeights, raw)
         folder = await _training_checkpoint(service, owner, body.path)
-        base_model, spec = checkpoints.read_training_meta(folder)
-        if base_model != run.base_model or spec.rank != run.lora["rank"]:
-            raise UserError(
-                f"{body.path} is a rank-{spec.rank} adapter of {base_model}; "
-                f"{run.model_id} is a rank-{run.lora['rank']} adapter of {run.base_model}"
-            )
+        _check_fits(body.path, *checkpoints.read_training_meta(folder), run)
     except UserError as exc:
-        return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, exc)))
+        return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
 
     command = LoadState(run.model_id, str(folder), body.optimizer)
     answer = {"path": body.path, "model_id": run.model_id, "type": "load_weights"}
@@ -208,7 +218,9 @@ async def load_weights(body: wire.LoadWeights, service: ServiceDep, owner: Owner
 
 async def _create_from_state(body: wire.LoadWeights, service: Service, owner: str) -> dict:
     if body.session_id is None or body.model_seq_id is None:
-        raise UserError("load_weights needs either model_id and seq_id, or session_id and model_seq_id")
+        raise UserError(
+            "load_weights needs either model_id and seq_id, or session_id and model_seq_id", field="session_id"
+        )
     await service.open_session(owner, body.session_id)
     model_id = f"{body.session_id}:train:{body.model_seq_id}"
     if (existing := service.press.request_id(model_id, 0)) is not None:
@@ -216,12 +228,30 @@ async def _create_from_state(body: wire.LoadWeights, service: Service, owner: st
     check_model_count(service.press.models_of(owner), service.settings.limits)
     folder = await _training_checkpoint(service, owner, body.path)
     base_model, spec = checkpoints.read_training_meta(folder)
+    if body.base_model is not None and body.base_model != base_model:
+        raise UserError(
+            f"{body.path} was trained on {base_model!r}; loading it onto base_model {body.base_model!r} is not supported",
+            field="base_model",
+        )
     await service.base_model(base_model)
     await _record_run(service, owner, body.session_id, model_id, base_model, spec, body.user_metadata)
     request_id = service.futures.create("LoadWeights", owner)
     command = CreateModelFromState(model_id, str(folder), body.optimizer)
     op = _answering_op(model_id, 0, request_id, command, {"path": body.path, "model_id": model_id, "type": "load_weights"})
     return _future(service.press.open_model(model_id, op, owner), model_id)
+
+
+def _check_fits(path: str, base_model: str, spec: LoraSpec, run: TrainingRunRow) -> None:
+    """A checkpoint loads into a model of the same base model and the same LoRA layout."""
+    if base_model != run.base_model:
+        raise UserError(f"{path} is an adapter of {base_model}; {run.model_id} is one of {run.base_model}", field="path")
+    differing = [
+        f"{name}={getattr(spec, name)} (the model has {run.lora[name]})"
+        for name in ("rank", "train_attn", "train_mlp", "train_unembed")
+        if getattr(spec, name) != run.lora[name]
+    ]
+    if differing:
+        raise UserError(f"{path} does not fit {run.model_id}: the checkpoint has " + ", ".join(differing), field="path")
 
 
 def _answering_op(model_id: str, seq_id: int, request_id: str, command: Command, answer: dict) -> TrainOp:
@@ -271,10 +301,20 @@ def _checkpoint_row(
     )
 
 
-async def _next_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
-    """The live run an operation is for, and the request id it already has if it was re-sent."""
+async def _next_op(service: Service, owner: str, raw: dict[str, Any]) -> tuple[TrainingRunRow, int, str | None]:
+    """The live run an operation is for, its seq_id, and the request id it already has if it was re-sent.
+
+    Only model_id and seq_id are checked here: once they are known, any other mistake in the
+    request fails its future in its turn (gateway/train_requests.py), and the model's later
+    requests are not held up by a missing seq_id."""
+    ref = wire.parse(wire.SeqRef, raw)
+    run, existing = await _next_seq_op(service, owner, ref.model_id, ref.seq_id)
+    return run, ref.seq_id, existing
+
+
+async def _next_seq_op(service: Service, owner: str, model_id: str, seq_id: int) -> tuple[TrainingRunRow, str | None]:
     run = await service.live_run(owner, model_id)
     if seq_id < 1:
-        raise UserError(f"seq_id must be >= 1 (seq 0 is the model's creation), got {seq_id}")
+        raise UserError(f"seq_id must be >= 1 (seq 0 is the model's creation), got {seq_id}", field="seq_id")
     return run, service.press.request_id(run.model_id, seq_id)
 

@@ -67,7 +67,7 @@ def test_every_command_runs_and_answers_with_its_result(registry, tmp_path):
     assert gone == CommandFailure("server", "KeyError: 'copy'")
 
 
-def test_a_checkpoint_with_other_lora_targets_is_a_user_failure(registry, tmp_path):
+def test_a_checkpoint_with_other_lora_targets_is_a_user_failure(registry, tmp_path, caplog):
     pool = InProcessTrainerPool(TrainerWorker(registry))
     pool.run(CreateModel("attn-only", TINY, LoraSpec(rank=4, seed=1, train_mlp=False)))
     pool.run(CreateModel("everything", TINY, LoraSpec(rank=4, seed=2)))
@@ -75,6 +75,7 @@ def test_a_checkpoint_with_other_lora_targets_is_a_user_failure(registry, tmp_pa
     failure = pool.run(LoadState("everything", str(tmp_path / "attn-only"), with_optimizer=True))
     assert isinstance(failure, CommandFailure) and failure.category == "user"
     assert "checkpoint targets different layers than this model" in failure.message
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "a user's mistake logs no traceback"
 
 
 def test_a_failing_batch_fails_every_command_of_it(registry):
