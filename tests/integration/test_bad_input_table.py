@@ -249,6 +249,10 @@ CASES = [
          lambda c: {"session_id": c.session_id, "model_seq_id": 90, "base_model": TINY, "optimizer_config": {"type": "sgd"}}, "optimizer"),
     Case("get-info-unknown", "POST", "/api/v1/get_info", {"model_id": "sess-nope:train:0"}, "model_id", 404),
     Case("get-info-wrong-type", "POST", "/api/v1/get_info", {"model_id": ["x"]}, "model_id"),
+    Case("unload-unknown", "POST", "/api/v1/unload_model", {"model_id": "sess-nope:train:0"}, "model_id", 404),
+    Case("unload-wrong-type", "POST", "/api/v1/unload_model", {"model_id": 7}, "model_id"),
+    Case("unload-missing", "POST", "/api/v1/unload_model", {}, "model_id"),
+    Case("unload-nan", "POST", "/api/v1/unload_model", '{"model_id": NaN}', "model_id"),
     # forward_backward: refused at once
     Case("fwd-garbage", "POST", F, b"\xff\xfe not a protobuf", "ForwardBackwardRequest"),
     Case("fwd-no-model-id", "POST", F, fwd(model_id=""), "model_id"),
