@@ -13,8 +13,9 @@ built-in `anvil/tiny-qwen3`, whose weights are random), then through the officia
    × 16 answers (every sum equally often, so no answer pays off whatever the question), rewards
    an exactly-right answer with 1, centres rewards within each problem's group, pulls toward
    the warm-up's answers with a KL penalty (coefficient 0.1: it keeps a policy that is sure of a
-   wrong answer exploring) and takes an importance-sampling step. Sampled accuracy rises about
-   fourfold (measured: 0.14 over the first 10 steps, 0.55 over the last 10).
+   wrong answer exploring) and takes an importance-sampling step, its learning rate rising over
+   the first 10 steps and decaying to 0 at the last. Sampled accuracy rises about fourfold
+   (measured: 0.17 over the first 10 steps, 0.68 over the last 10).
 
 Every step prints a progress line; the run ends with the reward curves in a PNG and a W&B run
 folder (offline unless WANDB_MODE says otherwise), and prints where both are. About five minutes
@@ -52,6 +53,9 @@ LEARNING_RATE = 3e-3
 # question answered with the commonest sum, or (sums balanced) nothing at all
 KL_COEF = 0.1
 GROUPS = 10  # two of each sum 0..4
+# Adam's first steps are full-size whatever the gradient: at once they knock the warm-up's weak
+# preference back (accuracy 0.19 → 0.03 in 3 steps); rising over 10 steps they do not
+LR_WARMUP_STEPS = 10
 
 
 async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, wandb_project: str | None) -> tuple[str, str]:
@@ -81,7 +85,7 @@ async def sft_warmup(service: tinker.ServiceClient, log_dir: Path, steps: int, w
 
 
 async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb_project: str | None,
-              max_steps_off_policy: int = 0, loss_fn: str = "importance_sampling", lr_schedule: str = "constant") -> Path:
+              max_steps_off_policy: int = 0, loss_fn: str = "importance_sampling", lr_schedule: str = "linear") -> Path:
     service = tinker.ServiceClient(base_url=base_url)
     print("\n== 1. SFT warm-up on the format ==")
     warm, warm_sampler = await sft_warmup(service, log_dir / "sft", sft_steps, wandb_project)
@@ -91,7 +95,7 @@ async def run(base_url: str, log_dir: Path, sft_steps: int, rl_steps: int, wandb
     config = RLConfig(
         base_model=BASE_MODEL, log_dir=log_dir / "rl", steps=rl_steps, learning_rate=LEARNING_RATE,
         max_tokens=4, eval_every=10, init_state_path=warm, kl_coef=KL_COEF, kl_reference_path=warm_sampler,
-        max_steps_off_policy=max_steps_off_policy, loss_fn=loss_fn, lr_schedule=lr_schedule,
+        max_steps_off_policy=max_steps_off_policy, loss_fn=loss_fn, lr_schedule=lr_schedule, lr_warmup_steps=LR_WARMUP_STEPS,
         wandb_project=wandb_project, wandb_run_name="demo-rl",
     )
     # 16 answers per problem: a group of 8 is often all wrong (or all right) and teaches nothing
@@ -114,7 +118,7 @@ def accuracy_summary(rl_dir: Path) -> tuple[float, float]:
 
 
 def main(log_dir: Path | None = None, sft_steps: int = 20, rl_steps: int = 120, max_steps_off_policy: int = 0,
-         loss_fn: str = "importance_sampling", lr_schedule: str = "constant") -> Path:
+         loss_fn: str = "importance_sampling", lr_schedule: str = "linear") -> Path:
     os.environ.setdefault("TINKER_API_KEY", "tml-demo")
     os.environ.setdefault("WANDB_MODE", "offline")
     log_dir = (log_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
@@ -139,6 +143,6 @@ if __name__ == "__main__":
     parser.add_argument("--max-steps-off-policy", type=int, default=0,
                         help="sample up to K steps ahead of training (async off-policy RL; use it with --loss-fn ppo)")
     parser.add_argument("--loss-fn", default="importance_sampling", choices=["importance_sampling", "ppo", "cispo"])
-    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "linear"])
+    parser.add_argument("--lr-schedule", default="linear", choices=["constant", "linear"])
     args = parser.parse_args()
     main(args.log_dir, args.sft_steps, args.rl_steps, args.max_steps_off_policy, args.loss_fn, args.lr_schedule)

@@ -47,6 +47,9 @@ class RLConfig:
     # "constant", or "linear": decays to 0 at the last step, which keeps a sharp late policy
     # from being knocked over by full-size steps (off-policy runs in particular)
     lr_schedule: str = "constant"
+    # the rate rises linearly over the first steps: Adam's first updates are full-size whatever
+    # the gradient (its moment estimates start empty), which knocks a warm-started policy back
+    lr_warmup_steps: int = 0
     lora_rank: int = 32
     loss_fn: str = "importance_sampling"
     loss_fn_config: dict[str, float] | None = None
@@ -152,10 +155,11 @@ async def evaluate(
 
 
 def learning_rate(config: RLConfig, step: int) -> float:
+    warmup = min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps > 0 else 1.0
     if config.lr_schedule == "constant":
-        return config.learning_rate
+        return config.learning_rate * warmup
     if config.lr_schedule == "linear":
-        return config.learning_rate * (1.0 - step / config.steps)
+        return config.learning_rate * warmup * (1.0 - step / config.steps)
     raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {config.lr_schedule!r}")
 
 

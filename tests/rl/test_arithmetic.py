@@ -1,5 +1,5 @@
 """The addition task's batches: seeded, in range, and with `balance_sums` every sum equally often;
-the linear learning-rate schedule; the KL reference taken from a sampler checkpoint."""
+the learning-rate schedules."""
 
 import collections
 
@@ -32,3 +32,10 @@ def test_linear_schedule_decays_to_zero_at_the_end():
     assert learning_rate(RLConfig(base_model="m", log_dir=None, steps=10, learning_rate=1e-3), 9) == 1e-3
     with pytest.raises(ValueError, match="lr_schedule"):
         learning_rate(RLConfig(base_model="m", log_dir=None, steps=10, learning_rate=1e-3, lr_schedule="cosine"), 0)
+
+
+def test_warmup_rises_to_the_rate_then_the_schedule_takes_over():
+    config = RLConfig(base_model="m", log_dir=None, steps=10, learning_rate=1e-3, lr_warmup_steps=4, lr_schedule="linear")
+    rates = [learning_rate(config, s) for s in range(10)]
+    assert rates[:4] == pytest.approx([0.25e-3, 0.5e-3 * 0.9, 0.75e-3 * 0.8, 1e-3 * 0.7])
+    assert rates[4:] == pytest.approx([1e-3 * (1 - s / 10) for s in range(4, 10)])
