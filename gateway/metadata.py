@@ -178,8 +178,24 @@ class MetadataStore:
             listed.append((_checkpoint(values), base_model, run_owner))
         return listed
 
-    def delete_checkpoint(self, model_id: str, checkpoint_id: str) -> None:
-        self._execute("DELETE FROM checkpoints WHERE model_id = ? AND checkpoint_id = ?", (model_id, checkpoint_id))
+    def delete_checkpoint(self, model_id: str, checkpoint_id: str, folder: str | None = None) -> None:
+        """With `folder`: only while the row still names that version (a save may have replaced it)."""
+        if folder is None:
+            self._execute("DELETE FROM checkpoints WHERE model_id = ? AND checkpoint_id = ?", (model_id, checkpoint_id))
+            return
+        self._execute(
+            "DELETE FROM checkpoints WHERE model_id = ? AND checkpoint_id = ? AND folder = ?",
+            (model_id, checkpoint_id, folder),
+        )
+
+    def expired_checkpoints(self, now: str) -> list[CheckpointRow]:
+        """Checkpoints whose expires_at (ISO 8601, UTC) is at or before `now`."""
+        rows = self._execute("SELECT * FROM checkpoints WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return [_checkpoint(r) for r in rows]
+
+    def checkpoint_folders(self) -> list[str]:
+        """The folder of every checkpoint row: the versions on disk that are checkpoints."""
+        return [r["folder"] for r in self._execute("SELECT folder FROM checkpoints")]
 
     def set_checkpoint_public(self, model_id: str, checkpoint_id: str, public: bool) -> None:
         self._execute(

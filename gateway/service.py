@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anvil import checkpoint_folders
 from anvil.base_models import BaseModelRegistry, UnknownBaseModel
+from gateway.checkpoint_expiry import is_expired
 from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
 from gateway.metadata import CheckpointRow, MetadataStore, TrainingRunRow
@@ -30,6 +32,8 @@ class Settings:
     # how long retrieve_future holds a poll open; below the SDK's 45 s read timeout
     long_poll_s: float = 25.0
     sampling: FleetConfig = field(default_factory=FleetConfig)
+    # how often expired checkpoints are removed from disk (they are unreachable as soon as they expire)
+    checkpoint_sweep_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Service:
         self._base_models: dict[str, BaseModelInfo] = {}
 
     def start(self) -> None:
+        # before any save: what a kill left half-done goes, every recorded checkpoint stays
+        checkpoint_folders.clean(self.data_dir, self.metadata.checkpoint_folders())
         self.press.start()
         self.sampling.start()
 
@@ -103,7 +109,7 @@ class Service:
 
     def readable_checkpoint(self, owner: str, tinker_path: str) -> CheckpointRow:
         model_id, kind, name = parse_tinker_path(tinker_path)
-        row = self.metadata.checkpoint(model_id, f"{kind}/{name}")
+        row = self.checkpoint(model_id, f"{kind}/{name}")
         run = self.metadata.training_run(model_id)
         if row is None or run is None or (run.owner != owner and not row.public):
             raise NotFound(f"checkpoint {tinker_path!r} not found")
@@ -111,8 +117,21 @@ class Service:
             raise NotFound(f"checkpoint {tinker_path!r} has no files on this server any more")
         return row
 
+    # checkpoints: an expired one is absent from here on, whether or not the sweep removed it yet
+    def checkpoint(self, model_id: str, checkpoint_id: str) -> CheckpointRow | None:
+        row = self.metadata.checkpoint(model_id, checkpoint_id)
+        return None if row is None or is_expired(row) else row
+
+    def checkpoints_of_run(self, model_id: str) -> list[CheckpointRow]:
+        return [row for row in self.metadata.checkpoints_of_run(model_id) if not is_expired(row)]
+
     def checkpoint_folder(self, model_id: str, kind: str, name: str) -> Path:
-        return self.data_dir / "checkpoints" / model_id / kind / name
+        return checkpoint_folders.named_folder(self.data_dir, model_id, kind, name)
+
+    def remove_checkpoint(self, row: CheckpointRow) -> None:
+        """Unlist, then remove the files (a kill in between leaves files that the next start removes)."""
+        self.metadata.delete_checkpoint(row.model_id, row.checkpoint_id, row.folder)
+        checkpoint_folders.remove(Path(row.folder))
 
 
 def owner_of_key(api_key: str) -> str:

@@ -1,13 +1,12 @@
 """The RestClient's endpoints: training runs, checkpoints, sessions."""
 
-import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from fastapi import APIRouter
 
 from gateway import wire
 from gateway.deps import OwnerDep, ServiceDep
+from gateway.checkpoint_expiry import is_expired
 from gateway.errors import NotFound, UserError
 from gateway.metadata import CheckpointRow, TrainingRunRow
 from gateway.service import Service, parse_tinker_path
@@ -29,7 +28,7 @@ def checkpoint_json(row: CheckpointRow) -> dict:
 
 
 def training_run_json(service: Service, run: TrainingRunRow) -> dict:
-    checkpoints = service.metadata.checkpoints_of_run(run.model_id)
+    checkpoints = service.checkpoints_of_run(run.model_id)
     training = [c for c in checkpoints if c.kind == "weights"]
     sampler = [c for c in checkpoints if c.kind == "sampler_weights"]
     return {
@@ -63,14 +62,16 @@ async def get_training_run(run_id: str, service: ServiceDep, owner: OwnerDep) ->
 @router.get("/training_runs/{run_id}/checkpoints")
 async def list_run_checkpoints(run_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
     service.owned_run(owner, run_id)
-    return {"checkpoints": [checkpoint_json(c) for c in service.metadata.checkpoints_of_run(run_id)]}
+    return {"checkpoints": [checkpoint_json(c) for c in service.checkpoints_of_run(run_id)]}
 
 
 @router.get("/checkpoints")
 async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int = 100, offset: int = 0) -> dict:
     rows, total = service.metadata.checkpoints_of_owner(owner, _limit(limit), max(offset, 0))
+    live = [row for row in rows if not is_expired(row)]
+    total -= len(rows) - len(live)  # expired ones the sweep has not removed yet
     return {
-        "checkpoints": [checkpoint_json(c) for c in rows],
+        "checkpoints": [checkpoint_json(c) for c in live],
         "cursor": {"offset": offset, "limit": limit, "total_count": total},
     }
 
@@ -78,8 +79,7 @@ async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int
 @router.delete("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}")
 async def delete_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
     row = _owned_checkpoint(service, owner, run_id, checkpoint_id)
-    service.metadata.delete_checkpoint(run_id, row.checkpoint_id)
-    shutil.rmtree(Path(row.folder), ignore_errors=True)
+    service.remove_checkpoint(row)
     return {}
 
 
@@ -142,7 +142,7 @@ async def get_session(session_id: str, service: ServiceDep, owner: OwnerDep) -> 
 def _owned_checkpoint(service: Service, owner: str, run_id: str, checkpoint_id: str) -> CheckpointRow:
     service.owned_run(owner, run_id)
     parse_tinker_path(f"tinker://{run_id}/{checkpoint_id}")
-    row = service.metadata.checkpoint(run_id, checkpoint_id)
+    row = service.checkpoint(run_id, checkpoint_id)
     if row is None:
         raise NotFound(f"checkpoint {checkpoint_id!r} of {run_id!r} not found")
     return row

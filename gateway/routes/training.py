@@ -3,12 +3,12 @@
 Every operation on a model is queued on the press under its seq_id and answered with a future.
 """
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 
+from anvil import checkpoint_folders
 from anvil.types import LoraSpec
 from gateway import proto_codec, wire
 from gateway.deps import OwnerDep, ServiceDep
@@ -101,7 +101,7 @@ async def save_weights(body: wire.SaveWeights, service: ServiceDep, owner: Owner
     if existing is not None:
         return _future(existing)
     request_id = service.futures.create("SaveWeights")
-    if not body.overwrite and body.path and service.metadata.checkpoint(run.model_id, f"weights/{body.path}"):
+    if not body.overwrite and body.path and service.checkpoint(run.model_id, f"weights/{body.path}"):
         error = UserError(f"checkpoint weights/{body.path} of {run.model_id} exists; pass overwrite=True to replace it")
         return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
     return _future(service.press.submit(_named_save_op(service, run, body, "weights", request_id)))
@@ -137,7 +137,10 @@ def _named_save_op(
 
     def list_checkpoint(result: SaveResult) -> Payload:
         row = _checkpoint_row(run.model_id, kind, name, result, body.ttl_seconds, body.user_metadata)
+        # the row switching to the new version is what replaces the checkpoint; the old version
+        # is complete until then
         service.metadata.add_checkpoint(row)
+        checkpoint_folders.retire_superseded(Path(result.folder))
         return Payload.json({"path": row.tinker_path})
 
     return TrainOp(run.model_id, body.seq_id, request_id, save(run.model_id, folder), finish=list_checkpoint)
@@ -145,10 +148,12 @@ def _named_save_op(
 
 def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.SaveWeightsForSampler, request_id: str) -> TrainOp:
     sampling_session_id = f"{run.session_id}:sample:{body.sampling_session_seq_id}"
-    folder = service.data_dir / "ephemeral" / run.model_id / f"seq-{body.seq_id}"
+    folder = checkpoint_folders.ephemeral_folder(service.data_dir, run.model_id, body.seq_id)
 
     def open_sampling_session(result: SaveResult) -> Payload:
-        _drop_old_ephemeral_weights(folder.parent)
+        # unnamed sampler weights pile up in RL loops that save every step; only a model's most
+        # recent ones are kept on disk
+        checkpoint_folders.prune_ephemeral(service.data_dir, run.model_id, KEPT_EPHEMERAL_SAVES)
         service.metadata.add_sampling_session(
             SamplingSessionRow(sampling_session_id, run.session_id, run.owner, run.base_model, None, result.folder)
         )
@@ -205,14 +210,6 @@ def _answering_op(model_id: str, seq_id: int, request_id: str, command: Command,
     """An operation whose future gets `answer` once its command has run."""
     payload = Payload.json(answer)
     return TrainOp(model_id, seq_id, request_id, command, finish=lambda result: payload)
-
-
-def _drop_old_ephemeral_weights(model_folder: Path) -> None:
-    """Unnamed sampler weights (save_weights_and_get_sampling_client) pile up in RL loops that save
-    every step; only a model's most recent ones are kept on disk."""
-    saves = sorted(model_folder.glob("seq-*"), key=lambda f: int(f.name.removeprefix("seq-")))
-    for stale in saves[:-KEPT_EPHEMERAL_SAVES]:
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _training_checkpoint(service: Service, owner: str, path: str) -> Path:
