@@ -51,13 +51,12 @@ def write_version(target: Path, write: Callable[[Path], None]) -> Path:
     made durable and renamed into place. Returns the new version's folder.
 
     Versions of one target are written one at a time (the press runs a model's saves in order)."""
-    target.mkdir(parents=True, exist_ok=True)
-    number = 1 + max((_number(entry.name) for entry in target.iterdir()), default=0)
+    existing = list(target.iterdir()) if target.is_dir() else []
+    number = 1 + max((_number(entry.name) for entry in existing), default=0)
     version = target / _version_name(number)
     staging = target / f"{STAGING_PREFIX}{version.name}"
-    if staging.exists():  # a leftover of a kill; its number was never published
-        shutil.rmtree(staging)
-    staging.mkdir()
+    # parents: `remove` may just have taken the emptied target folder away
+    staging.mkdir(parents=True)
     try:
         write(staging)
         _fsync_tree(staging)

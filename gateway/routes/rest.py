@@ -1,5 +1,6 @@
 """The RestClient's endpoints: training runs, checkpoints, sessions."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
@@ -79,7 +80,7 @@ async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: int
 @router.delete("/training_runs/{run_id}/checkpoints/{checkpoint_id:path}")
 async def delete_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
     row = _owned_checkpoint(service, owner, run_id, checkpoint_id)
-    service.remove_checkpoint(row)
+    await asyncio.to_thread(service.remove_checkpoint, row)
     return {}
 
 
