@@ -30,10 +30,10 @@ def sweep(service: "Service") -> int:
 
 async def sweep_periodically(service: "Service", interval_s: float) -> None:
     while True:
+        await asyncio.sleep(interval_s)
         try:
             removed = await asyncio.to_thread(sweep, service)
             if removed:
                 log.info("removed %d expired checkpoints", removed)
         except Exception:  # deliberate: a failed sweep is retried at the next interval
             log.exception("sweeping expired checkpoints failed")
-        await asyncio.sleep(interval_s)
