@@ -60,7 +60,14 @@ class Tally:
 
 def _train_and_save(service: tinker.ServiceClient, seed: int, saves: Saves) -> None:
     """Train and save until the server dies under it (then this thread is abandoned, blocked in
-    the SDK's retries against the dead port; it writes only to this round's `saves`)."""
+    the SDK's retries against the dead port, and writes only to this round's `saves`)."""
+    try:
+        _train_and_save_until_killed(service, seed, saves)
+    except tinker.APIConnectionError:
+        pass  # the SDK gave up on the killed server
+
+
+def _train_and_save_until_killed(service: tinker.ServiceClient, seed: int, saves: Saves) -> None:
     rng = random.Random(seed)
     trainer = service.create_lora_training_client(base_model=TINY, rank=4, seed=seed).result()
     while True:
