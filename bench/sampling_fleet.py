@@ -27,7 +27,7 @@ from pathlib import Path
 import tinker
 from tinker import types
 
-from anvil.checkpoint_folders import latest_version, named_folder
+from anvil.checkpoint_folders import CHECKPOINTS_DIR, latest_version, named_folder
 from anvil.device import vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
 from bench.models import build_qwen3_103m
 from gateway.local_server import AnvilServer
@@ -157,7 +157,7 @@ def main() -> None:
         figures, merged = measure_anvil(folder, work, args)
         figures.update(measure_direct(merged, None, args, args.tokens))
         if args.direct_lora:
-            adapter = latest_version(next((work / "data" / "checkpoints").glob("*/sampler_weights/bench")))
+            adapter = latest_version(next((work / "data" / CHECKPOINTS_DIR).glob("*/sampler_weights/bench")))
             figures.update(measure_direct(folder, adapter, args, args.tokens))
     print(f"{MODEL}: 64 sequences x {args.tokens} tokens, logprobs on, median of {args.repeats}")
     for name, value in figures.items():
