@@ -2,10 +2,6 @@
 format `peft` and vLLM load as is. The trainer writes it; the sampler reads it."""
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -60,31 +56,3 @@ def read_peft_adapter(folder: Path) -> tuple[dict, dict[str, tuple[torch.Tensor,
         path = key[len(KEY_PREFIX) : -len(".lora_A.weight")]
         weights[path] = (tensor, tensors[f"{KEY_PREFIX}{path}.lora_B.weight"])
     return config, weights
-
-
-@contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a staging folder; on success its files are fsynced and it is renamed to `final`, so a
-    checkpoint is either complete or absent, never half written."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
-        yield staging
-        for file in staging.iterdir():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(staging, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-

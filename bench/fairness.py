@@ -7,6 +7,7 @@ B's requests took, against the same requests with nothing else running (the base
 first in the same run), and how long A's requests took.
 
     python -m bench.fairness [--sampler-engine torch|vllm] [--large-samples 64] [--large-tokens 1000]
+        [--train-piece-tokens N]      (1000000000: never split a request, the baseline)
 
 Nothing in it names a device: the same command measures a CUDA machine.
 """
@@ -44,12 +45,17 @@ def main() -> None:
     parser.add_argument("--sampler-engine", default="torch", choices=["torch", "vllm"])
     parser.add_argument("--large-samples", type=int, default=64)
     parser.add_argument("--large-tokens", type=int, default=1000)
-    parser.add_argument("--large-rows", type=int, default=32)
+    parser.add_argument("--large-rows", type=int, default=64)
     parser.add_argument("--row-tokens", type=int, default=1024)
     parser.add_argument("--probes", type=int, default=5)
+    parser.add_argument("--train-piece-tokens", type=int, default=None,
+                        help="the server's --train-piece-tokens (default its own; 1000000000: never split, the baseline)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as data_dir, AnvilServer(Path(data_dir), args=["--sampler-engine", args.sampler_engine]) as server:
+    server_args = ["--sampler-engine", args.sampler_engine]
+    if args.train_piece_tokens is not None:
+        server_args += ["--train-piece-tokens", str(args.train_piece_tokens)]
+    with tempfile.TemporaryDirectory() as data_dir, AnvilServer(Path(data_dir), args=server_args) as server:
         big = tinker.ServiceClient(base_url=server.base_url, api_key="tml-fairness-large")
         small = tinker.ServiceClient(base_url=server.base_url, api_key="tml-fairness-small")
         big_trainer = big.create_lora_training_client(base_model=MODEL, rank=16).result()
@@ -90,7 +96,7 @@ def main() -> None:
         return (f"{name:<28} tiny sample median {statistics.median(samples):6.2f} s  max {max(samples):6.2f} s   "
                 f"tiny step median {statistics.median(steps):6.2f} s  max {max(steps):6.2f} s")
 
-    print(f"engine {args.sampler_engine}; large user: {args.large_samples} samples × {args.large_tokens} tokens, "
+    print(f"engine {args.sampler_engine}, train pieces of {args.train_piece_tokens or 'the default'} tokens; large user: {args.large_samples} samples × {args.large_tokens} tokens, "
           f"forward_backward {args.large_rows} × {args.row_tokens} tokens")
     print(line("alone", alone))
     print(line(f"during the large ones ({len(during)})", during))

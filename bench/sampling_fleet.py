@@ -27,6 +27,7 @@ from pathlib import Path
 import tinker
 from tinker import types
 
+from anvil.checkpoint_folders import CHECKPOINTS_DIR, latest_version, named_folder
 from anvil.device import vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
 from bench.models import build_qwen3_103m
 from gateway.local_server import AnvilServer
@@ -58,7 +59,7 @@ def measure_anvil(folder: Path, work: Path, args) -> tuple[dict[str, float], Pat
         trainer.forward_backward([datum], "cross_entropy").result()
         trainer.optim_step(types.AdamParams(learning_rate=1e-2)).result()
         path = trainer.save_weights_for_sampler("bench").result().path
-        adapter_folder = work / "data" / "checkpoints" / trainer.model_id / "sampler_weights" / "bench"
+        adapter_folder = latest_version(named_folder(work / "data", trainer.model_id, "sampler_weights", "bench"))
         tuned = client.create_sampling_client(model_path=path).result()
         base = client.create_sampling_client(base_model=MODEL).result()
         for sampler in (tuned, base):  # engine start and first swap are not what is measured
@@ -156,7 +157,7 @@ def main() -> None:
         figures, merged = measure_anvil(folder, work, args)
         figures.update(measure_direct(merged, None, args, args.tokens))
         if args.direct_lora:
-            adapter = next((work / "data" / "checkpoints").glob("*/sampler_weights/bench"))
+            adapter = latest_version(next((work / "data" / CHECKPOINTS_DIR).glob("*/sampler_weights/bench")))
             figures.update(measure_direct(folder, adapter, args, args.tokens))
     print(f"{MODEL}: 64 sequences x {args.tokens} tokens, logprobs on, median of {args.repeats}")
     for name, value in figures.items():

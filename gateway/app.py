@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway.checkpoint_expiry import sweep_periodically
 from gateway.errors import install_error_handlers, tinker_body
 from gateway.openai_app import create_openai_app, start_openai_app
 from gateway.request_metrics import RequestMetrics, RequestMetricsMiddleware
@@ -24,10 +25,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.service = service
         start_openai_app(openai_app, service)
         service.start()
+        sweeper = asyncio.create_task(sweep_periodically(service, settings.checkpoint_sweep_s))
         log.info("anvil serving %s from %s", ", ".join(service.registry.names()), settings.data_dir)
         try:
             yield
         finally:
+            sweeper.cancel()
             service.stop()
 
     app = FastAPI(title="anvil", lifespan=lifespan)

@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import AutoConfig, AutoTokenizer
 
 from anvil.types import AdapterRef
+from gateway.checkpoint_expiry import is_expired
 from gateway.errors import UserError
 from gateway.openai_errors import OpenAIError
 from gateway.openai_wire import ModelCard, ModelList
@@ -60,6 +61,8 @@ async def list_models(service: Service, owner: str, texts: "ModelTexts", started
     for checkpoint, base_model, checkpoint_owner in await service.store.checkpoints_readable_by(
         owner, "sampler_weights", LISTED_CHECKPOINTS
     ):
+        if is_expired(checkpoint):
+            continue
         cards.append(
             ModelCard(
                 id=checkpoint.tinker_path,

@@ -17,7 +17,7 @@ def checkpoint_adapter(tinker_path: str, checkpoint: CheckpointRow) -> AdapterRe
 async def session_adapter(service: Service, row: SamplingSessionRow) -> AdapterRef | None:
     """The weights behind a sampling session, at their current version (None: the base model)."""
     gone = NotFound(
-        f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted, "
+        f"the weights of sampler {row.sampling_session_id} are gone: its checkpoint was deleted or expired, "
         f"or it is an unnamed save older than the model's {KEPT_EPHEMERAL_SAVES} most recent"
     )
     if row.model_path is None:
@@ -30,7 +30,7 @@ async def session_adapter(service: Service, row: SamplingSessionRow) -> AdapterR
         # never written again, so one version is all they have
         return AdapterRef(checkpoint=f"unnamed:{folder}", version="0", folder=folder)
     model_id, kind, name = parse_tinker_path(row.model_path)
-    checkpoint = await service.store.checkpoint(model_id, f"{kind}/{name}")
+    checkpoint = await service.checkpoint(model_id, f"{kind}/{name}")
     if checkpoint is None or not Path(checkpoint.folder).is_dir():
         raise gone
     return checkpoint_adapter(row.model_path, checkpoint)

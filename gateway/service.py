@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anvil import checkpoint_folders
 from anvil.base_models import BaseModelRegistry, UnknownBaseModel
+from gateway.checkpoint_expiry import is_expired
 from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
 from gateway.press import Press
@@ -54,6 +56,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # a forward_backward over this many tokens runs as pieces, other users' work between them
     train_piece_tokens: int = TRAIN_PIECE_TOKENS
+    # how often expired checkpoints are removed from disk (they are unreachable as soon as they expire)
+    checkpoint_sweep_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class Service:
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
+        # before any save: what a kill left half-done goes, every recorded checkpoint stays
+        checkpoint_folders.clean(self.data_dir, self.store.sync.checkpoint_folders())
         self.press.start()
         self.sampling.start()
         self._reaper = asyncio.get_running_loop().create_task(
@@ -159,7 +165,7 @@ class Service:
 
     async def readable_checkpoint(self, owner: str, tinker_path: str) -> CheckpointRow:
         model_id, kind, name = parse_tinker_path(tinker_path)
-        row = await self.store.checkpoint(model_id, f"{kind}/{name}")
+        row = await self.checkpoint(model_id, f"{kind}/{name}")
         run = await self.store.training_run(model_id)
         if row is None or run is None or (run.owner != owner and not row.public):
             raise NotFound(f"checkpoint {tinker_path!r} not found")
@@ -167,8 +173,22 @@ class Service:
             raise NotFound(f"checkpoint {tinker_path!r} has no files on this server any more")
         return row
 
+    # checkpoints: an expired one is absent from here on, whether or not the sweep removed it yet
+    async def checkpoint(self, model_id: str, checkpoint_id: str) -> CheckpointRow | None:
+        row = await self.store.checkpoint(model_id, checkpoint_id)
+        return None if row is None or is_expired(row) else row
+
+    async def checkpoints_of_run(self, model_id: str) -> list[CheckpointRow]:
+        return [row for row in await self.store.checkpoints_of_run(model_id) if not is_expired(row)]
+
     def checkpoint_folder(self, model_id: str, kind: str, name: str) -> Path:
-        return self.data_dir / "checkpoints" / model_id / kind / name
+        return checkpoint_folders.named_folder(self.data_dir, model_id, kind, name)
+
+    def remove_checkpoint(self, row: CheckpointRow) -> None:
+        """Unlist, then remove the files (a kill in between leaves files that the next start removes).
+        Blocks on the store and the disk: call it from a worker thread."""
+        self.store.sync.delete_checkpoint(row.model_id, row.checkpoint_id, row.folder)
+        checkpoint_folders.remove(Path(row.folder))
 
 
 def open_user_id(api_key: str) -> str:

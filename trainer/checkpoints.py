@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from anvil.peft_format import atomic_directory, read_peft_adapter, write_peft_adapter
+from anvil.checkpoint_folders import write_version
+from anvil.peft_format import read_peft_adapter, write_peft_adapter
 from anvil.types import LoraSpec
 from trainer.adapter import Adapter
 from trainer.errors import IncompatibleCheckpoint
@@ -20,17 +21,21 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "anvil_state.json"
 
 
-def save_sampler_weights(adapter: Adapter, base_model: str, folder: Path) -> None:
-    with atomic_directory(folder) as staging:
-        _write_adapter(adapter, base_model, staging)
+def save_sampler_weights(adapter: Adapter, base_model: str, target: Path) -> Path:
+    """Write the next version of checkpoint folder `target`; returns the version's folder."""
+    return write_version(target, lambda staging: _write_adapter(adapter, base_model, staging))
 
 
-def save_training_state(adapter: Adapter, base_model: str, folder: Path) -> None:
-    with atomic_directory(folder) as staging:
+def save_training_state(adapter: Adapter, base_model: str, target: Path) -> Path:
+    """Write the next version of checkpoint folder `target`; returns the version's folder."""
+
+    def write(staging: Path) -> None:
         _write_adapter(adapter, base_model, staging)
         torch.save(adapter.optimizer.state_dict(), staging / OPTIMIZER_FILE)
         state = {"base_model": base_model, "lora": dataclasses.asdict(adapter.spec), "steps": adapter.steps}
         (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    return write_version(target, write)
 
 
 def read_training_meta(folder: Path) -> tuple[str, LoraSpec]:

@@ -48,7 +48,8 @@ class OptimStep:
 
 @dataclass(frozen=True)
 class SaveState:
-    """Adapter + AdamW state, enough to resume training or create a model from it."""
+    """Adapter + AdamW state, enough to resume training or create a model from it. `folder` is the
+    checkpoint's folder; the save writes its next version inside (anvil/checkpoint_folders.py)."""
 
     model_id: str
     folder: str
@@ -56,7 +57,7 @@ class SaveState:
 
 @dataclass(frozen=True)
 class SaveSamplerWeights:
-    """The adapter alone, in PEFT format."""
+    """The adapter alone, in PEFT format; `folder` as in `SaveState`."""
 
     model_id: str
     folder: str
@@ -97,7 +98,7 @@ class OptimStepResult:
 
 @dataclass(frozen=True)
 class SaveResult:
-    """A checkpoint folder, completely written."""
+    """The version folder a save wrote, completely written and renamed into place."""
 
     folder: str
     size_bytes: int

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from anvil.checkpoint_folders import size_bytes
 from anvil.errors import UserError, failure_of
 from anvil.types import ForwardBackwardResult
 from trainer.commands import (
@@ -77,11 +78,9 @@ class InProcessTrainerPool:
             case OptimStep():
                 return OptimStepResult(worker.optim_step(command.model_id, command.step))
             case SaveState():
-                worker.save_state(command.model_id, Path(command.folder))
-                return SaveResult(command.folder, _folder_size(Path(command.folder)))
+                return _saved(worker.save_state(command.model_id, Path(command.folder)))
             case SaveSamplerWeights():
-                worker.save_sampler_weights(command.model_id, Path(command.folder))
-                return SaveResult(command.folder, _folder_size(Path(command.folder)))
+                return _saved(worker.save_sampler_weights(command.model_id, Path(command.folder)))
             case LoadState():
                 worker.load_state(command.model_id, Path(command.folder), command.with_optimizer)
                 return LoadResult(command.model_id)
@@ -97,5 +96,5 @@ def _as_failure(exc: Exception, what: str) -> CommandFailure:
     return CommandFailure(*failure_of(exc))
 
 
-def _folder_size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+def _saved(version: Path) -> SaveResult:
+    return SaveResult(str(version), size_bytes(version))

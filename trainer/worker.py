@@ -70,16 +70,16 @@ class TrainerWorker:
     def optim_step(self, model_id: str, step: AdamStep) -> dict[str, float]:
         return self.models[model_id].adapter.optim_step(step)
 
-    def save_state(self, model_id: str, folder: Path) -> None:
+    def save_state(self, model_id: str, target: Path) -> Path:
         model = self.models[model_id]
-        checkpoints.save_training_state(model.adapter, model.base_model, folder)
+        return checkpoints.save_training_state(model.adapter, model.base_model, target)
 
     def load_state(self, model_id: str, folder: Path, with_optimizer: bool) -> None:
         checkpoints.load_training_state(self.models[model_id].adapter, folder, with_optimizer)
 
-    def save_sampler_weights(self, model_id: str, folder: Path) -> None:
+    def save_sampler_weights(self, model_id: str, target: Path) -> Path:
         model = self.models[model_id]
-        checkpoints.save_sampler_weights(model.adapter, model.base_model, folder)
+        return checkpoints.save_sampler_weights(model.adapter, model.base_model, target)
 
     def _run_microbatch(self, items: list[tuple[str, ForwardBackwardWork]]) -> list[ForwardBackwardResult]:
         host = self.models[items[0][0]].host

@@ -1,8 +1,7 @@
 """The RestClient's endpoints: training runs, checkpoints, sessions."""
 
-import shutil
+import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from typing import Annotated
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from anvil.errors import MAX_INT64
 from gateway import wire
+from gateway.checkpoint_expiry import is_expired
 from gateway.deps import OwnerDep, ServiceDep
 from gateway.errors import NotFound
 from gateway.store import CheckpointRow, TrainingRunRow
@@ -36,7 +36,7 @@ def checkpoint_json(row: CheckpointRow) -> dict:
 
 
 async def training_run_json(service: Service, run: TrainingRunRow) -> dict:
-    checkpoints = await service.store.checkpoints_of_run(run.model_id)
+    checkpoints = await service.checkpoints_of_run(run.model_id)
     training = [c for c in checkpoints if c.kind == "weights"]
     sampler = [c for c in checkpoints if c.kind == "sampler_weights"]
     return {
@@ -70,14 +70,16 @@ async def get_training_run(run_id: str, service: ServiceDep, owner: OwnerDep) ->
 @router.get("/training_runs/{run_id}/checkpoints")
 async def list_run_checkpoints(run_id: str, service: ServiceDep, owner: OwnerDep) -> dict:
     await service.owned_run(owner, run_id)
-    return {"checkpoints": [checkpoint_json(c) for c in await service.store.checkpoints_of_run(run_id)]}
+    return {"checkpoints": [checkpoint_json(c) for c in await service.checkpoints_of_run(run_id)]}
 
 
 @router.get("/checkpoints")
 async def list_user_checkpoints(service: ServiceDep, owner: OwnerDep, limit: Limit = 100, offset: Offset = 0) -> dict:
     rows, total = await service.store.checkpoints_of_owner(owner, min(limit, MAX_PAGE), offset)
+    live = [row for row in rows if not is_expired(row)]
+    total -= len(rows) - len(live)  # expired ones the sweep has not removed yet
     return {
-        "checkpoints": [checkpoint_json(c) for c in rows],
+        "checkpoints": [checkpoint_json(c) for c in live],
         "cursor": {"offset": offset, "limit": limit, "total_count": total},
     }
 
@@ -90,8 +92,7 @@ async def delete_checkpoint(run_id: str, checkpoint_id: str, service: ServiceDep
     if action == "publish" and kind_name.count("/") == 1:
         return await unpublish_checkpoint(run_id, kind_name, service, owner)
     row = await _owned_checkpoint(service, owner, run_id, checkpoint_id)
-    await service.store.delete_checkpoint(run_id, row.checkpoint_id)
-    shutil.rmtree(Path(row.folder), ignore_errors=True)
+    await asyncio.to_thread(service.remove_checkpoint, row)
     return {}
 
 
@@ -151,7 +152,7 @@ async def get_session(session_id: str, service: ServiceDep, owner: OwnerDep) -> 
 async def _owned_checkpoint(service: Service, owner: str, run_id: str, checkpoint_id: str) -> CheckpointRow:
     await service.owned_run(owner, run_id)
     parse_tinker_path(f"tinker://{run_id}/{checkpoint_id}")
-    row = await service.store.checkpoint(run_id, checkpoint_id)
+    row = await service.checkpoint(run_id, checkpoint_id)
     if row is None:
         raise NotFound(f"checkpoint {checkpoint_id!r} of {run_id!r} not found")
     return row

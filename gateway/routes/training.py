@@ -4,7 +4,6 @@ Every operation on a model is queued on the press under its seq_id and answered 
 """
 
 import asyncio
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 
+from anvil import checkpoint_folders
 from anvil.types import LoraSpec
 from gateway import proto_codec, wire
 from gateway.deps import OwnerDep, ServiceDep
@@ -132,7 +132,7 @@ async def save_weights(raw: SeqBody, service: ServiceDep, owner: OwnerDep) -> di
         body = wire.parse(wire.SaveWeights, raw)
     except UserError as exc:
         return _future(service.press.submit(failing_op(run.model_id, seq_id, request_id, exc)))
-    if not body.overwrite and body.path and await service.store.checkpoint(run.model_id, f"weights/{body.path}"):
+    if not body.overwrite and body.path and await service.checkpoint(run.model_id, f"weights/{body.path}"):
         error = UserError(f"checkpoint weights/{body.path} of {run.model_id} exists; pass overwrite=True to replace it")
         return _future(service.press.submit(failing_op(run.model_id, body.seq_id, request_id, error)))
     return _future(service.press.submit(_named_save_op(service, run, body, "weights", request_id)))
@@ -172,8 +172,10 @@ def _named_save_op(
 
     def list_checkpoint(result: SaveResult) -> Payload:
         row = _checkpoint_row(run.model_id, kind, name, result, body.ttl_seconds, body.user_metadata)
-        # on the press thread, which may wait for the database
+        # the row switching to the new version is what replaces the checkpoint; the old version
+        # is complete until then (on the press thread, which may wait for the database)
         service.store.sync.add_checkpoint(row)
+        checkpoint_folders.retire_superseded(Path(result.folder))
         return Payload.json({"path": row.tinker_path})
 
     return TrainOp(run.model_id, body.seq_id, request_id, save(run.model_id, folder), finish=list_checkpoint)
@@ -181,10 +183,12 @@ def _named_save_op(
 
 def _ephemeral_sampler_save(service: Service, run: TrainingRunRow, body: wire.SaveWeightsForSampler, request_id: str) -> TrainOp:
     sampling_session_id = f"{run.session_id}:sample:{body.sampling_session_seq_id}"
-    folder = service.data_dir / "ephemeral" / run.model_id / f"seq-{body.seq_id}"
+    folder = checkpoint_folders.ephemeral_folder(service.data_dir, run.model_id, body.seq_id)
 
     def open_sampling_session(result: SaveResult) -> Payload:
-        _drop_old_ephemeral_weights(folder.parent)
+        # unnamed sampler weights pile up in RL loops that save every step; only a model's most
+        # recent ones are kept on disk
+        checkpoint_folders.prune_ephemeral(service.data_dir, run.model_id, KEPT_EPHEMERAL_SAVES)
         service.store.sync.add_sampling_session(
             SamplingSessionRow(sampling_session_id, run.session_id, run.owner, run.base_model, None, result.folder)
         )
@@ -258,14 +262,6 @@ def _answering_op(model_id: str, seq_id: int, request_id: str, command: Command,
     """An operation whose future gets `answer` once its command has run."""
     payload = Payload.json(answer)
     return TrainOp(model_id, seq_id, request_id, command, finish=lambda result: payload)
-
-
-def _drop_old_ephemeral_weights(model_folder: Path) -> None:
-    """Unnamed sampler weights (save_weights_and_get_sampling_client) pile up in RL loops that save
-    every step; only a model's most recent ones are kept on disk."""
-    saves = sorted(model_folder.glob("seq-*"), key=lambda f: int(f.name.removeprefix("seq-")))
-    for stale in saves[:-KEPT_EPHEMERAL_SAVES]:
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 async def _training_checkpoint(service: Service, owner: str, path: str) -> Path:

@@ -156,9 +156,24 @@ class MetadataStore:
                 listed.append((CheckpointRow(**values), base_model, run_owner))
         return listed
 
-    def delete_checkpoint(self, model_id: str, checkpoint_id: str) -> None:
+    def delete_checkpoint(self, model_id: str, checkpoint_id: str, folder: str | None = None) -> None:
+        """With `folder`: only while the row still names that version (a save may have replaced it)."""
+        condition = _checkpoint_is(model_id, checkpoint_id)
+        if folder is not None:
+            condition = sa.and_(condition, checkpoints.c.folder == folder)
         with self._engine.begin() as db:
-            db.execute(sa.delete(checkpoints).where(_checkpoint_is(model_id, checkpoint_id)))
+            db.execute(sa.delete(checkpoints).where(condition))
+
+    def expired_checkpoints(self, now: str) -> list[CheckpointRow]:
+        """Checkpoints whose expires_at (now_iso format, UTC) is at or before `now`."""
+        query = sa.select(checkpoints).where(checkpoints.c.expires_at.is_not(None), checkpoints.c.expires_at <= now)
+        with self._engine.connect() as db:
+            return [CheckpointRow(**row._mapping) for row in db.execute(query)]
+
+    def checkpoint_folders(self) -> list[str]:
+        """The folder of every checkpoint row: the versions on disk that are checkpoints."""
+        with self._engine.connect() as db:
+            return list(db.scalars(sa.select(checkpoints.c.folder)))
 
     def set_checkpoint_public(self, model_id: str, checkpoint_id: str, public: bool) -> None:
         with self._engine.begin() as db:

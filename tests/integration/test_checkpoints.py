@@ -1,10 +1,13 @@
 """save_state / load_state / create-from-state, sampler weights in PEFT format, and listing."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from tinker import types
 
+from anvil.checkpoint_folders import latest_version, named_folder
 from sdk_helpers import PRECISIONS, TINY, logprobs_of, new_trainer, sft_datum
 
 TEXTS = ["The capital of France is Paris.", "Two plus two is four.", "One, two, three, four, five."]
@@ -93,7 +96,7 @@ def test_sampler_checkpoint_loads_in_peft_with_same_logprobs(service_client, tok
     assert path == f"tinker://{trainer.model_id}/sampler_weights/peft-check"
     ours = logprobs_of(trainer.forward(data, "cross_entropy").result())
 
-    folder = anvil_server.data_dir / "checkpoints" / trainer.model_id / "sampler_weights" / "peft-check"
+    folder = latest_version(named_folder(anvil_server.data_dir, trainer.model_id, "sampler_weights", "peft-check"))
     base = AutoModelForCausalLM.from_pretrained(trainer.get_info().model_data.tokenizer_id, dtype=torch.float32)
     peft_model = PeftModel.from_pretrained(base, folder).eval()
     for datum, lp in zip(data, ours, strict=True):
@@ -158,3 +161,49 @@ def test_save_state_refuses_to_overwrite_by_default(service_client, tokenizer):
     with pytest.raises(tinker.RequestFailedError, match="exists"):
         trainer.save_state("twice").result()
     trainer.save_state("twice", overwrite=True).result()
+
+
+def test_an_expired_checkpoint_is_gone_at_once_and_its_files_soon_after(service_client, rest_client, tokenizer, anvil_server):
+    import tinker
+
+    data = [sft_datum(tokenizer.encode(TEXTS[0]))]
+    trainer = new_trainer(service_client, rank=4, seed=19)
+    _step(trainer, data)
+    sampler_path = trainer.save_weights_for_sampler("short-lived-sampler").result().path
+    kept = trainer.save_state("kept").result().path
+    sampler = service_client.create_sampling_client(model_path=sampler_path).result()
+    prompt = types.ModelInput.from_ints(tokenizer.encode("Two plus"))
+    sampler.sample(prompt, 1, types.SamplingParams(max_tokens=2, seed=0)).result()
+    # both ways of giving a TTL: at save time, and set on a saved checkpoint
+    state = trainer.save_state("short-lived", ttl_seconds=3).result().path
+    rest_client.set_checkpoint_ttl_from_tinker_path(sampler_path, 3).result()
+    expiring = time.monotonic() + 3
+    listed = {c.tinker_path: c for c in rest_client.list_checkpoints(trainer.model_id).result().checkpoints}
+    assert set(listed) == {state, sampler_path, kept}
+    assert listed[state].expires_at is not None and listed[kept].expires_at is None
+
+    time.sleep(max(expiring - time.monotonic(), 0) + 0.5)
+    # expired: unlisted and unloadable right away, whether or not the sweep has run
+    assert [c.tinker_path for c in rest_client.list_checkpoints(trainer.model_id).result().checkpoints] == [kept]
+    assert kept in {c.tinker_path for c in rest_client.list_user_checkpoints(limit=1000).result().checkpoints}
+    assert state not in {c.tinker_path for c in rest_client.list_user_checkpoints(limit=1000).result().checkpoints}
+    with pytest.raises(tinker.NotFoundError, match="not found"):
+        service_client.create_training_client_from_state(state).result()
+    with pytest.raises(tinker.NotFoundError, match="not found"):
+        service_client.create_sampling_client(model_path=sampler_path).result()
+    with pytest.raises(tinker.NotFoundError, match="deleted or expired"):
+        sampler.sample(prompt, 1, types.SamplingParams(max_tokens=2, seed=0)).result()
+    with pytest.raises(tinker.NotFoundError, match="not found"):
+        rest_client.set_checkpoint_ttl_from_tinker_path(state, None).result()
+    # a name whose checkpoint expired is free again
+    again = trainer.save_state("short-lived").result().path
+    assert again == state
+    service_client.create_training_client_from_state(again).result().get_info()
+
+    # the sweep removes the expired sampler checkpoint's files
+    folder = named_folder(anvil_server.data_dir, trainer.model_id, "sampler_weights", "short-lived-sampler")
+    deadline = time.monotonic() + 20
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not folder.exists()
+    assert latest_version(named_folder(anvil_server.data_dir, trainer.model_id, "weights", "kept")) is not None

@@ -44,11 +44,12 @@ def test_every_command_runs_and_answers_with_its_result(registry, tmp_path):
     step = pool.run(OptimStep("m", AdamStep(learning_rate=1e-2)))
     assert isinstance(step, OptimStepResult)
 
-    state, sampler = tmp_path / "state", tmp_path / "sampler"
-    saved = pool.run(SaveState("m", str(state)))
+    saved = pool.run(SaveState("m", str(tmp_path / "state")))
+    state = tmp_path / "state" / "v000001"  # the first version of the checkpoint folder
     assert saved == SaveResult(str(state), sum(f.stat().st_size for f in state.iterdir()))
     assert saved.size_bytes > 0
-    saved_sampler = pool.run(SaveSamplerWeights("m", str(sampler)))
+    saved_sampler = pool.run(SaveSamplerWeights("m", str(tmp_path / "sampler")))
+    sampler = tmp_path / "sampler" / "v000001"
     assert saved_sampler == SaveResult(str(sampler), sum(f.stat().st_size for f in sampler.iterdir()))
     assert (sampler / "adapter_model.safetensors").is_file()
 
@@ -71,8 +72,8 @@ def test_a_checkpoint_with_other_lora_targets_is_a_user_failure(registry, tmp_pa
     pool = InProcessTrainerPool(TrainerWorker(registry))
     pool.run(CreateModel("attn-only", TINY, LoraSpec(rank=4, seed=1, train_mlp=False)))
     pool.run(CreateModel("everything", TINY, LoraSpec(rank=4, seed=2)))
-    pool.run(SaveState("attn-only", str(tmp_path / "attn-only")))
-    failure = pool.run(LoadState("everything", str(tmp_path / "attn-only"), with_optimizer=True))
+    saved = pool.run(SaveState("attn-only", str(tmp_path / "attn-only")))
+    failure = pool.run(LoadState("everything", saved.folder, with_optimizer=True))
     assert isinstance(failure, CommandFailure) and failure.category == "user"
     assert "checkpoint targets different layers than this model" in failure.message
     assert not [r for r in caplog.records if r.levelname == "ERROR"], "a user's mistake logs no traceback"
