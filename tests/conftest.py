@@ -36,7 +36,9 @@ def _start_server(tmp_path_factory, precision: str):
     server = AnvilServer(
         data_dir,
         extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)},
-        args=["--sampler-engine", SAMPLER_ENGINE, "--precision", precision],
+        # the whole suite is one user (one key) and opens hundreds of models in one session; the
+        # per-user cap is tested on a server of its own (tests/integration/test_lifecycles.py)
+        args=["--sampler-engine", SAMPLER_ENGINE, "--precision", precision, "--max-models-per-user", "100000"],
     )
     server.precision = precision
     return server
