@@ -74,7 +74,7 @@ def _client(base_url: str, index: int, stop_at: float, tally: Tally, tokens: int
         if step % 4 == 0:
             started = time.monotonic()
             try:
-                sampler = trainer.save_weights_and_get_sampling_client()
+                sampler = trainer.save_weights_and_get_sampling_client().result()
                 sampler.sample(types.ModelInput.from_ints(datum.model_input.to_ints()[:8]), num_samples=2,
                                sampling_params=types.SamplingParams(max_tokens=8)).result()
                 tally.record("sample", time.monotonic() - started, 2)

@@ -4,7 +4,8 @@ Results are resolved from worker threads (the press, the sampler) and awaited on
 Each future belongs to the user who submitted it: another user asking for it gets the answer an
 unknown id gets. Futures are also written to the store (by a writer thread of their own, in
 batches, so neither the loop nor the press waits for a commit): a finished one is answered after a
-restart, and one the previous server never finished fails as a `server` error saying so.
+restart, and one the previous server never finished fails as a `server` error saying so. A result
+is handed out only once its row is committed, so an answer a client has seen survives a kill -9.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -119,10 +121,9 @@ class FutureStore:
             return
         entry.payload = payload
         entry.finished_at = time.monotonic()
-        entry.done.set()
-        self._writer.finished(
-            FutureRow(request_id, entry.owner, entry.request_type, entry.created, now_iso(), payload.content_type, payload.body)
-        )
+        row = FutureRow(request_id, entry.owner, entry.request_type, entry.created, now_iso(), payload.content_type, payload.body)
+        # answered once committed (a batch's commit: milliseconds)
+        self._writer.finished(row, on_written=lambda: self._loop.call_soon_threadsafe(entry.done.set))
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -155,8 +156,9 @@ class _ResultWriter:
     def created(self, row: FutureRow) -> None:
         self._queue.put(("created", row))
 
-    def finished(self, row: FutureRow) -> None:
-        self._queue.put(("finished", row))
+    def finished(self, row: FutureRow, on_written: Callable[[], None]) -> None:
+        """`on_written` runs on the writer's thread once the row is committed (or its write failed)."""
+        self._queue.put(("finished", (row, on_written)))
 
     def sweep(self, cutoff: str) -> None:
         self._queue.put(("sweep", cutoff))
@@ -176,11 +178,13 @@ class _ResultWriter:
 
     def _write(self, batch: list[tuple[str, object]]) -> None:
         created = [row for kind, row in batch if kind == "created"]
-        finished = [row for kind, row in batch if kind == "finished"]
+        finished = [item for kind, item in batch if kind == "finished"]
         try:
             # rows created in this batch are inserted before any of their results are written
-            self._results.write(created, finished)
+            self._results.write(created, [row for row, _ in finished])
             for cutoff in (value for kind, value in batch if kind == "sweep"):
                 self._results.delete_finished_before(cutoff)
         except Exception:  # deliberate: a failed write loses durability of these futures, not the server
             log.exception("writing %d futures to the store failed", len(batch))
+        for _, on_written in finished:
+            on_written()

@@ -1,6 +1,7 @@
 """kill -9 while a client trains, saves and overwrites checkpoints, at seeded random moments, 20
 times: after each restart on the same data dir every listed checkpoint loads and gives the logprobs
-it had when saved, every acknowledged save is listed, and no staging folder is left."""
+it had when saved, every acknowledged save is listed, a future whose answer the client saw just
+before the kill is answered the same, and no staging folder is left."""
 
 import os
 import random
@@ -9,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import httpx
 import numpy as np
 import pytest
 import tinker
@@ -41,13 +43,15 @@ class Saves:
 
     acknowledged: dict[str, np.ndarray] = field(default_factory=dict)
     in_flight: dict[str, np.ndarray] = field(default_factory=dict)
+    # request id → the answer the client got, of futures finished just before the kill
+    finished: dict[str, dict] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     saved_once: threading.Event = field(default_factory=threading.Event)
     saving: threading.Event = field(default_factory=threading.Event)
 
     def snapshot(self) -> "Saves":
         with self.lock:
-            return Saves(dict(self.acknowledged), dict(self.in_flight))
+            return Saves(dict(self.acknowledged), dict(self.in_flight), dict(self.finished))
 
 
 @dataclass
@@ -114,10 +118,34 @@ def _check_after_restart(server: AnvilServer, before_kill: Saves, tally: Tally) 
             assert in_flight is not None, f"{path} loads with logprobs no save of it had"
             np.testing.assert_allclose(loaded, in_flight, atol=atol, err_msg=f"{path} is neither version saved")
             tally.listed_at_the_version_in_flight += 1
+    # a future the client saw finish is answered after the restart as before it
+    for request_id, seen in before_kill.finished.items():
+        answer = _retrieve(server, request_id)
+        assert answer.status_code == 200 and answer.json() == seen, (request_id, answer.text)
     # the next round's listing holds that round's checkpoints only
     for path in listed:
         rest.delete_checkpoint_from_tinker_path(path).result()
     assert rest.list_user_checkpoints(limit=1000).result().checkpoints == []
+
+
+def _retrieve(server: AnvilServer, request_id: str) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/api/v1/retrieve_future", json={"request_id": request_id},
+                      headers={"X-API-Key": API_KEY}, timeout=60)
+
+
+def _finish_a_future(server: AnvilServer, saves: Saves) -> None:
+    """A request whose answer the client has seen (a create_model, by hand, to know its id),
+    recorded for after the restart."""
+    headers = {"X-API-Key": API_KEY}
+    session = httpx.post(f"{server.base_url}/api/v1/create_session", json={"tags": []}, headers=headers, timeout=60)
+    created = httpx.post(f"{server.base_url}/api/v1/create_model", headers=headers, timeout=60, json={
+        "session_id": session.json()["session_id"], "model_seq_id": 0, "base_model": TINY, "lora_config": {"rank": 2},
+    }).json()
+    while (answer := _retrieve(server, created["request_id"])).status_code == 408:
+        pass
+    assert answer.status_code == 200, answer.text
+    with saves.lock:
+        saves.finished[created["request_id"]] = answer.json()
 
 
 @pytest.mark.slow
@@ -143,6 +171,7 @@ def test_acknowledged_checkpoints_survive_kill_9_at_random_moments(tmp_path):
             # at a save, which is over in milliseconds
             assert saves.saved_once.wait(120), "the client could not train and save"
             time.sleep(rng.uniform(0.0, KILL_WINDOW_S))
+            _finish_a_future(server, saves)  # just before the kill: its answer must be durable already
             if round_number % 2:
                 saves.saving.clear()
                 assert saves.saving.wait(30), "the client stopped saving"
