@@ -1,0 +1,124 @@
+"""The Ray trainer pool: each base model on its own actor, answers equal to the in-process pool's,
+and a killed actor's models restored from their last save (or reported lost), never silently wrong."""
+
+import numpy as np
+import pytest
+
+from anvil.base_models import BaseModelRegistry
+from anvil.placement import GroupPlacement, Placement
+from anvil.types import AdamStep, ForwardBackwardResult, ForwardBackwardWork, LoraSpec, TrainDatum
+from model_folders import build_4x_folder
+from trainer.commands import CommandFailure, CreateModel, CreateModelFromState, CreateResult, ForwardBackward, OptimStep, SaveState
+from trainer.pool import InProcessTrainerPool
+from trainer.worker import TrainerWorker
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (scripts/setup.sh installs it)")
+
+TINY = "anvil/tiny-qwen3"
+OTHER = "test/qwen3-4x"
+STEP = AdamStep(learning_rate=1e-2)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    from anvil.ray_cluster import ClusterSettings, connect, shutdown
+
+    connect(ClusterSettings())
+    yield
+    shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory) -> BaseModelRegistry:
+    folder = build_4x_folder(tmp_path_factory.mktemp("other-model") / "qwen3-4x")
+    return BaseModelRegistry(tmp_path_factory.mktemp("models"), {OTHER: folder})
+
+
+def _fb(model_id: str, shift: int = 0, forward_only: bool = False) -> ForwardBackward:
+    tokens = np.arange(10 + shift, 22 + shift, dtype=np.int64)
+    datum = TrainDatum(tokens[:-1], {"target_tokens": tokens[1:], "weights": np.ones(11, np.float32)})
+    return ForwardBackward(model_id, ForwardBackwardWork([datum], "cross_entropy", {}, forward_only))
+
+
+def _logprobs(pool, model_id: str) -> np.ndarray:
+    (result,) = pool.forward_backward([_fb(model_id, forward_only=True)])
+    assert isinstance(result, ForwardBackwardResult), result
+    return result.logprobs[0]
+
+
+def _train(pool, model_ids: list[str], steps: int) -> list[list[float]]:
+    """`steps` mixed forward_backward batches over every model, each followed by its optim_steps."""
+    losses = []
+    for step in range(steps):
+        results = pool.forward_backward([_fb(m, shift=step + i) for i, m in enumerate(model_ids)])
+        assert all(isinstance(r, ForwardBackwardResult) for r in results), results
+        losses.append([r.metrics["loss:sum"] for r in results])
+        for m in model_ids:
+            assert not isinstance(pool.run(OptimStep(m, STEP)), CommandFailure)
+    return losses
+
+
+def test_two_base_models_run_on_their_own_actors_and_match_the_in_process_pool(ray_runtime, two_models):
+    from trainer.ray_pool import RayTrainerPool
+
+    placement = Placement(base_models={TINY: GroupPlacement(), OTHER: GroupPlacement()})
+    pool = RayTrainerPool(two_models, placement)
+    local = InProcessTrainerPool(TrainerWorker(two_models))
+    try:
+        models = {"a": TINY, "b": OTHER, "c": TINY}
+        for model_id, base in models.items():
+            create = CreateModel(model_id, base, LoraSpec(rank=4, seed=len(model_id) + ord(model_id)))
+            assert pool.run(create) == local.run(create) == CreateResult(model_id)
+        assert pool.actor_of("a") == pool.actor_of("c") != pool.actor_of("b")
+        pids = pool.actor_pids()
+        assert len(set(pids.values())) == 2, pids
+
+        # one batch mixing both actors comes back in the order it was sent, equal to in-process
+        assert _train(pool, list(models), 3) == _train(local, list(models), 3)
+        for model_id in models:
+            np.testing.assert_array_equal(_logprobs(pool, model_id), _logprobs(local, model_id))
+    finally:
+        pool.close()
+
+
+def test_a_killed_actor_restores_its_models_from_their_last_save(ray_runtime, two_models, tmp_path):
+    from trainer.ray_pool import RayTrainerPool
+
+    pool = RayTrainerPool(two_models, Placement())
+    local = InProcessTrainerPool(TrainerWorker(two_models))
+    try:
+        for p in (pool, local):
+            p.run(CreateModel("saved", TINY, LoraSpec(rank=4, seed=1)))
+            p.run(CreateModel("clean", TINY, LoraSpec(rank=4, seed=2)))
+            p.run(CreateModel("unsaved", TINY, LoraSpec(rank=4, seed=3)))
+            _train(p, ["saved", "clean", "unsaved"], 2)
+            p.run(SaveState("saved", str(tmp_path / f"{id(p)}-saved")))
+            p.run(SaveState("clean", str(tmp_path / f"{id(p)}-clean")))
+        saved_logprobs = _logprobs(local, "saved")
+        _train(pool, ["saved"], 1)  # a step after the save: it is lost with the actor
+        pid = pool.actor_pids()["trainer:default#0"]
+        ray.kill(pool._actors[0], no_restart=False)
+
+        # restored exactly (unchanged since its save): the command is retried and answers as before
+        (clean,) = pool.forward_backward([_fb("clean", forward_only=True)])
+        assert isinstance(clean, ForwardBackwardResult), clean
+        np.testing.assert_array_equal(clean.logprobs[0], _logprobs(local, "clean"))
+        assert pool.actor_pids()["trainer:default#0"] != pid, "Ray restarted the actor"
+
+        # restored from an older save: its next command is refused, saying so; then it trains on from the save
+        refused = pool.run(OptimStep("saved", STEP))
+        assert isinstance(refused, CommandFailure) and refused.category == "server"
+        assert "restored from its last saved state" in refused.message and "steps since that save were lost" in refused.message
+        assert "send it again" in refused.message
+        np.testing.assert_array_equal(_logprobs(pool, "saved"), saved_logprobs)
+
+        # never saved: lost, with what to do about it
+        (lost,) = pool.forward_backward([_fb("unsaved")])
+        assert isinstance(lost, CommandFailure) and "never saved" in lost.message
+        assert "create it again from a checkpoint" in lost.message
+        assert pool.run(CreateModelFromState("unsaved", str(tmp_path / f"{id(local)}-saved" / "v000001"), True)) == CreateResult("unsaved")
+        np.testing.assert_array_equal(_logprobs(pool, "unsaved"), saved_logprobs)
+    finally:
+        pool.close()
