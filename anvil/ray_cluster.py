@@ -29,9 +29,6 @@ class ClusterSettings:
     trainer_gpus: float = 0.0  # GPUs each trainer actor reserves
     sampler_gpus: float = 0.0  # GPUs each sampler actor reserves
     placement: Placement = field(default_factory=Placement)
-    # vLLM's parallelism inside one sampler actor (the actor then reserves that many times sampler_gpus)
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
 
 
 def connect(settings: ClusterSettings) -> None:

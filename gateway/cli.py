@@ -88,6 +88,21 @@ def main(argv: list[str] | None = None) -> None:
         "(bf16 where the device multiplies it fast: CUDA, CPUs with AVX-512 BF16 or AMX; default). "
         "LoRA weights, optimizer state and losses are float32 either way",
     )
+    cluster = serve.add_argument_group("Ray cluster (docs/scaling.md)")
+    cluster.add_argument(
+        "--cluster", metavar="ADDRESS",
+        help="run trainer workers and sampler engines as Ray actors: `ray` starts a local Ray runtime, "
+        "`auto` or `ray://HOST:PORT` joins a running cluster (default: no Ray, one process tree)",
+    )
+    cluster.add_argument("--trainer-gpus", type=_gpus, default=0.0, metavar="N", help="GPUs each trainer actor reserves (default 0)")
+    cluster.add_argument("--sampler-gpus", type=_gpus, default=0.0, metavar="N", help="GPUs each sampler actor reserves (default 0)")
+    cluster.add_argument(
+        "--placement", type=Path, metavar="FILE",
+        help="YAML or JSON: per base model, how many trainer workers and sampler engines (default: one trainer "
+        "worker for all base models, --samplers engines each)",
+    )
+    cluster.add_argument("--vllm-tensor-parallel", type=_positive, default=1, metavar="N", help="vLLM tensor parallel size per engine")
+    cluster.add_argument("--vllm-data-parallel", type=_positive, default=1, metavar="N", help="vLLM data parallel size per engine")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_keys_commands(commands, DEFAULT_DATA_DIR)
     args = parser.parse_args(argv)
@@ -122,16 +137,56 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_precision(args.precision)
     logging.getLogger("anvil").info("precision: %s (--precision %s)", resolved_precision(), args.precision)
+    vllm_parallel = {
+        name: size
+        for name, size in (("tensor_parallel_size", args.vllm_tensor_parallel), ("data_parallel_size", args.vllm_data_parallel))
+        if size > 1
+    }
     sampling = FleetConfig(
-        engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots
+        engine=args.sampler_engine, samplers=args.samplers, vllm_adapters=args.vllm_adapters, lora_slots=args.lora_slots,
+        vllm_parallel=vllm_parallel,
     )
+    cluster = _cluster_settings(args, parser)
     settings = Settings(
         data_dir=data_dir, models=models, tokenizers=tokenizers, sampling=sampling, database_url=args.database_url,
         require_keys=require_keys, session_timeout_s=args.session_timeout_s, long_poll_s=args.long_poll_s,
         limits=Limits(args.max_train_tokens, args.max_sample_tokens, args.max_models_per_user, args.max_body_bytes),
-        train_piece_tokens=args.train_piece_tokens,
+        train_piece_tokens=args.train_piece_tokens, cluster=cluster,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _cluster_settings(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The Ray settings of --cluster and its flags; None without --cluster (no Ray at all)."""
+    cluster_only = [flag for flag, given in (("--trainer-gpus", args.trainer_gpus), ("--sampler-gpus", args.sampler_gpus),
+                                             ("--placement", args.placement)) if given]
+    if args.cluster is None:
+        if cluster_only:
+            parser.error(f"{', '.join(cluster_only)} need --cluster")
+        return None
+    from anvil.placement import GroupPlacement, Placement, PlacementError, load_placement
+    from anvil.ray_cluster import ClusterSettings
+
+    if args.cluster not in ("ray", "auto") and not args.cluster.startswith("ray://"):
+        parser.error(f"--cluster must be ray, auto or ray://HOST:PORT, got {args.cluster!r}")
+    try:
+        placement = (
+            load_placement(args.placement)
+            if args.placement is not None
+            else Placement(default=GroupPlacement(trainers=1, samplers=args.samplers))
+        )
+    except PlacementError as exc:
+        parser.error(str(exc))
+    return ClusterSettings(
+        address=args.cluster, trainer_gpus=args.trainer_gpus, sampler_gpus=args.sampler_gpus, placement=placement
+    )
+
+
+def _gpus(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1024, got {text}")
+    return value
 
 
 def _name_value(flag: str, option: str) -> tuple[str, str]:

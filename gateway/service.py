@@ -9,6 +9,7 @@ from pathlib import Path
 
 from anvil import checkpoint_folders
 from anvil.base_models import BaseModelRegistry, UnknownBaseModel
+from anvil.ray_cluster import ClusterSettings
 from gateway.checkpoint_expiry import is_expired
 from gateway.errors import NotFound, UserError
 from gateway.futures import FutureStore
@@ -58,6 +59,8 @@ class Settings:
     train_piece_tokens: int = TRAIN_PIECE_TOKENS
     # how often expired checkpoints are removed from disk (they are unreachable as soon as they expire)
     checkpoint_sweep_s: float = 5.0
+    # None: trainer and sampler engines run in this process tree, no Ray imported; else Ray actors
+    cluster: ClusterSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,17 @@ class Service:
         self.store = OffLoop(MetadataStore(self.engine), self._store_threads)
         self.keys = OffLoop(ApiKeys(self.engine), self._store_threads)
         self.futures = FutureStore(loop, FutureResults(self.engine))
-        self.trainer_pool = InProcessTrainerPool(TrainerWorker(self.registry))
+        if settings.cluster is None:
+            self.trainer_pool = InProcessTrainerPool(TrainerWorker(self.registry))
+            self.fleet = SamplerFleet(self.registry, settings.sampling)
+            self._close_backends = lambda: None
+        else:
+            from gateway.ray_backends import ray_backends  # Ray is imported on a cluster only
+
+            self.trainer_pool, self.fleet, self._close_backends = ray_backends(
+                settings.cluster, settings.sampling, self.registry
+            )
         self.press = Press(self.trainer_pool, self.futures, piece_tokens=settings.train_piece_tokens)
-        self.fleet = SamplerFleet(self.registry, settings.sampling)
         # sampling runs beside training, on the scheduler's own thread and event loop
         self.sampling = SampleScheduler(self.fleet, self.futures)
         self._base_models: dict[str, BaseModelInfo] = {}
@@ -100,6 +111,7 @@ class Service:
             self._reaper.cancel()
         self.press.stop()
         self.sampling.stop()
+        self._close_backends()
         self.futures.close()
         self._store_threads.shutdown(wait=True)
         self.engine.dispose()

@@ -15,7 +15,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,9 @@ from sampler.torch_engine import TorchSamplingEngine
 log = logging.getLogger(__name__)
 
 EngineKind = Literal["auto", "vllm", "torch"]
+# starts one engine of a kind for a base model: (kind, base_model, model folder, vLLM options);
+# the fleet's own starts them in this process, sampler/ray_engine.py in Ray actors
+EngineStarter = Callable[[str, str, Path, dict], Awaitable[SamplingEngine]]
 # sampling sessions whose engine is remembered; the oldest is forgotten first (it then picks anew)
 REMEMBERED_SESSIONS = 100_000
 
@@ -41,6 +44,8 @@ class FleetConfig:
     # path, "auto" picks hot-swap on a CPU and lora on CUDA
     vllm_adapters: Literal["auto", "hot-swap", "lora"] = "auto"
     lora_slots: int = 8  # adapters a LoRA-mode vLLM engine keeps on the device at once
+    # vLLM's own parallelism inside one engine, e.g. {"tensor_parallel_size": 2}
+    vllm_parallel: dict = field(default_factory=dict)
 
 
 def choose_engine_kind(asked: EngineKind) -> tuple[str, str]:
@@ -100,9 +105,14 @@ class EngineSlot:
 
 
 class SamplerFleet:
-    def __init__(self, registry: BaseModelRegistry, config: FleetConfig):
+    def __init__(self, registry: BaseModelRegistry, config: FleetConfig, start_engine: EngineStarter | None = None,
+                 samplers_of: Callable[[str], int] | None = None):
+        """`start_engine`: where engines run (default: in this process); `samplers_of`: engines per
+        base model (default: config.samplers for each)."""
         self.registry = registry
         self.config = config
+        self._start_engine = start_engine or start_local_engine
+        self._samplers_of = samplers_of or (lambda base_model: config.samplers)
         self.kind, self.why = choose_engine_kind(config.engine)
         self.hot_swap = config.vllm_adapters == "hot-swap" or (config.vllm_adapters == "auto" and not has_cuda())
         self._slots: dict[str, list[EngineSlot]] = {}
@@ -166,7 +176,7 @@ class SamplerFleet:
             path = self.registry.resolve(base_model)
             self._slots[base_model] = [
                 EngineSlot(f"{self.kind}:{base_model}#{i}", self._starter(self.kind, base_model, path))
-                for i in range(self.config.samplers)
+                for i in range(self._samplers_of(base_model))
             ]
         return self._slots[base_model]
 
@@ -177,22 +187,13 @@ class SamplerFleet:
         return self._fallback[base_model]
 
     def _starter(self, kind: str, base_model: str, path: Path) -> Callable[[], Awaitable[SamplingEngine]]:
-        if kind == "torch":
-            return lambda: asyncio.to_thread(TorchSamplingEngine, base_model, path)
-        hot_swap = self.hot_swap
-
-        async def start_vllm() -> SamplingEngine:
-            from sampler.vllm_engine import VllmSamplingEngine  # vLLM is imported only when used
-
-            return await VllmSamplingEngine.start(
-                base_model,
-                path,
-                lora_slots=0 if hot_swap else self.config.lora_slots,
-                hot_swap=hot_swap,
-                max_topk_prompt_logprobs=MAX_TOPK_PROMPT_LOGPROBS,
-            )
-
-        return start_vllm
+        options = {
+            "lora_slots": 0 if self.hot_swap else self.config.lora_slots,
+            "hot_swap": self.hot_swap,
+            "max_topk_prompt_logprobs": MAX_TOPK_PROMPT_LOGPROBS,
+            **self.config.vllm_parallel,
+        }
+        return lambda: self._start_engine(kind, base_model, path, options)
 
     def describe(self) -> str:
         """What the fleet runs and why, for the server's start-up log."""
@@ -213,3 +214,11 @@ class SamplerFleet:
         for slot in slots:
             if slot.engine is not None:
                 await slot.engine.aclose()
+
+
+async def start_local_engine(kind: str, base_model: str, path: Path, vllm_options: dict) -> SamplingEngine:
+    if kind == "torch":
+        return await asyncio.to_thread(TorchSamplingEngine, base_model, path)
+    from sampler.vllm_engine import VllmSamplingEngine  # vLLM is imported only when used
+
+    return await VllmSamplingEngine.start(base_model, path, **vllm_options)

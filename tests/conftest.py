@@ -29,6 +29,16 @@ def postgres_cluster():
     cluster.stop()
 
 
+def _cluster_args(data_dir) -> list[str]:
+    """ANVIL_TEST_CLUSTER=ray: the shared servers run on a local Ray runtime, one trainer actor and
+    two sampler actors per base model (tests/integration/test_ray_cluster.py runs suites so)."""
+    if os.environ.get("ANVIL_TEST_CLUSTER") != "ray":
+        return []
+    placement = data_dir / "placement.json"
+    placement.write_text('{"default": {"trainers": 1, "samplers": 2}}')
+    return ["--cluster", "ray", "--placement", str(placement)]
+
+
 def _start_server(tmp_path_factory, precision: str):
     from gateway.local_server import AnvilServer, tiny_model_folder
 
@@ -38,7 +48,8 @@ def _start_server(tmp_path_factory, precision: str):
         extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)},
         # the whole suite is one user (one key) and opens hundreds of models in one session; the
         # per-user cap is tested on a server of its own (tests/integration/test_lifecycles.py)
-        args=["--sampler-engine", SAMPLER_ENGINE, "--precision", precision, "--max-models-per-user", "100000"],
+        args=["--sampler-engine", SAMPLER_ENGINE, "--precision", precision, "--max-models-per-user", "100000",
+              *_cluster_args(data_dir)],
     )
     server.precision = precision
     return server
