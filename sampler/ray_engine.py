@@ -46,15 +46,22 @@ class SamplerActor:
         return os.getpid()
 
     def cannot_serve(self, adapter: AdapterRef | None) -> str | None:
-        return self.engine.cannot_serve(adapter)
+        return self._started().cannot_serve(adapter)
 
     async def sample(self, work: SampleWork, adapter: AdapterRef | None) -> tuple[SampleResult, int]:
-        result = await self.engine.sample(work, adapter)
-        return result, self.engine.stats().adapters_resident
+        engine = self._started()
+        result = await engine.sample(work, adapter)
+        return result, engine.stats().adapters_resident
 
     async def stream(self, work: SampleWork, adapter: AdapterRef | None):
-        async for delta in self.engine.stream(work, adapter):
+        async for delta in self._started().stream(work, adapter):
             yield delta
+
+    def _started(self) -> SamplingEngine:
+        # Ray restarts a dead actor without calling `start`: to the fleet it is a dead engine
+        if self.engine is None:
+            raise EngineDead(f"the sampler actor of {self.base_model} was restarted and holds no engine")
+        return self.engine
 
     async def aclose(self) -> None:
         if self.engine is not None:
