@@ -129,7 +129,7 @@ class RaySamplingEngine:
     async def aclose(self) -> None:
         try:
             await asyncio.wait_for(_await(self.actor.aclose.remote()), 30)
-        except (RayActorError, asyncio.TimeoutError):
+        except (TimeoutError, RayActorError):
             pass  # deliberate: a dead or stuck actor is killed below all the same
         ray.kill(self.actor, no_restart=True)
 

@@ -40,7 +40,6 @@ from trainer.commands import (
     CommandFailure,
     CreateModel,
     CreateModelFromState,
-    CreateResult,
     ForwardBackward,
     LoadState,
     OptimStep,

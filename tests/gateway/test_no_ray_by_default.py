@@ -18,6 +18,6 @@ def test_the_default_service_imports_no_ray(tmp_path):
 
         print(asyncio.run(build()), "ray" in sys.modules)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["InProcessTrainerPool", "False"]

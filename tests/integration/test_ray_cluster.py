@@ -6,8 +6,8 @@ requests end with clear errors or succeed on retry, and training resumes from th
 """
 
 import concurrent.futures
-import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,10 +18,11 @@ import numpy as np
 import psutil
 import pytest
 import tinker
+from sdk_helpers import ALIAS_MODEL, API_KEY, SAMPLER_ENGINE, TINY, sft_datum
 from tinker import types
 
 from gateway.local_server import AnvilServer, tiny_model_folder
-from sdk_helpers import ALIAS_MODEL, API_KEY, TINY, sft_datum
+from sampler.fleet import choose_engine_kind
 
 pytest.importorskip("ray", reason="the ray extra is not installed (scripts/setup.sh installs it)")
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ADAM = types.AdamParams(learning_rate=1e-2)
 # what the suite run checks through a Ray-mode server: training, sampling, checkpoints, losses,
-# and the RL example
+# the RL example, and (where the engine is vLLM: its processes to kill) an engine crash
 SUITE = [
     "tests/integration/test_supervised.py",
     "tests/integration/test_sampling.py",
@@ -38,6 +39,8 @@ SUITE = [
     "tests/integration/test_losses_e2e.py",
     "tests/rl/test_examples.py::test_minimal_rl_loop",
 ]
+if choose_engine_kind(SAMPLER_ENGINE)[0] == "vllm":
+    SUITE.append("tests/integration/test_engine_crash.py")
 
 
 @pytest.fixture(scope="module")
@@ -167,12 +170,19 @@ def test_a_model_never_saved_is_reported_lost_when_its_actor_dies(ray_server):
 
 
 def test_the_integration_suite_and_the_rl_example_pass_through_a_ray_cluster(tmp_path):
-    """1 trainer actor and 2 sampler actors (tests/conftest.py: ANVIL_TEST_CLUSTER=ray)."""
-    env = {**os.environ, "ANVIL_TEST_CLUSTER": "ray", "ANVIL_TEST_SAMPLER_ENGINE": "torch", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "run"), *SUITE],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
-    )
-    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    """1 trainer actor and 2 sampler actors of the configured engine (tests/conftest.py:
+    ANVIL_TEST_CLUSTER=ray), the test files unchanged."""
+    env = {**os.environ, "ANVIL_TEST_CLUSTER": "ray", "PYTHONPATH": str(ROOT)}
+
+    def pytest_run(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, *SUITE],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        return done, (done.stdout.strip().splitlines() or [""])[-1]
+
+    _, collected = pytest_run("--collect-only", timeout=300)
+    expected = int(re.match(r"(\d+) tests? collected", collected).group(1))
+    done, summary = pytest_run("--basetemp", str(tmp_path / "run"), timeout=1500)
     assert done.returncode == 0, f"{summary}\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
-    assert " passed" in summary and "failed" not in summary and "skipped" not in summary, summary
+    assert re.match(rf"{expected} passed in ", summary), f"{expected} collected, but: {summary}"

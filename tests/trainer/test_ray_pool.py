@@ -3,12 +3,26 @@ and a killed actor's models restored from their last save (or reported lost), ne
 
 import numpy as np
 import pytest
+from model_folders import build_4x_folder
 
 from anvil.base_models import BaseModelRegistry
 from anvil.placement import GroupPlacement, Placement
-from anvil.types import AdamStep, ForwardBackwardResult, ForwardBackwardWork, LoraSpec, TrainDatum
-from model_folders import build_4x_folder
-from trainer.commands import CommandFailure, CreateModel, CreateModelFromState, CreateResult, ForwardBackward, OptimStep, SaveState
+from anvil.types import (
+    AdamStep,
+    ForwardBackwardResult,
+    ForwardBackwardWork,
+    LoraSpec,
+    TrainDatum,
+)
+from trainer.commands import (
+    CommandFailure,
+    CreateModel,
+    CreateModelFromState,
+    CreateResult,
+    ForwardBackward,
+    OptimStep,
+    SaveState,
+)
 from trainer.pool import InProcessTrainerPool
 from trainer.worker import TrainerWorker
 
