@@ -156,6 +156,24 @@ class MetadataStore:
                 listed.append((CheckpointRow(**values), base_model, run_owner))
         return listed
 
+    def published_by_others(self, owner: str, limit: int) -> list[tuple[CheckpointRow, str]]:
+        """(checkpoint, its base model) for the checkpoints other users published, newest first."""
+        joined = checkpoints.join(training_runs, checkpoints.c.model_id == training_runs.c.model_id)
+        query = (
+            sa.select(checkpoints, training_runs.c.base_model.label("run_base_model"))
+            .select_from(joined)
+            .where(checkpoints.c.public, training_runs.c.owner != owner)
+            .order_by(checkpoints.c.created.desc())
+            .limit(limit)
+        )
+        listed = []
+        with self._engine.connect() as db:
+            for row in db.execute(query):
+                values = dict(row._mapping)
+                base_model = values.pop("run_base_model")
+                listed.append((CheckpointRow(**values), base_model))
+        return listed
+
     def delete_checkpoint(self, model_id: str, checkpoint_id: str, folder: str | None = None) -> None:
         """With `folder`: only while the row still names that version (a save may have replaced it)."""
         condition = _checkpoint_is(model_id, checkpoint_id)
