@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 
 from gateway.store import RunCurves, StepPoints
-from trainer.commands import Command, ForwardBackward, OptimStep
+from trainer.commands import Command, CreateModel, CreateModelFromState, ForwardBackward, OptimStep
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ class CurveRecorder:
             self._add(model_id, result.metrics, ends_step=False)
         elif isinstance(command, OptimStep):
             self._add(model_id, result.metrics, ends_step=True)
+        elif isinstance(command, (CreateModel, CreateModelFromState)):
+            # a model created again under an id used before (the same session and model_seq_id,
+            # after an unload) is a new run: the run's row was replaced, and so is its curve
+            self._open[model_id] = _OpenStep()
+            self._queue.put(("clear", model_id))
 
     def forget(self, model_id: str) -> None:
         """The model was unloaded: its step in progress is not continued."""
@@ -80,25 +85,33 @@ class CurveRecorder:
             steps[model_id] = current.step
             self._open[model_id] = _OpenStep(step=current.step + 1)
         if points or steps:
-            self._queue.put((points, steps))
+            self._queue.put(("add", (points, steps)))
 
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get())
-            stopping = None in batch
             points: list[StepPoints] = []
             steps: dict[str, int] = {}
+            cleared: set[str] = set()
             for item in batch:
-                if item is not None:
-                    points.extend(item[0])
-                    steps.update(item[1])
+                if item is None:
+                    continue
+                kind, value = item
+                if kind == "clear":
+                    # what the batch held of the old run goes with it; the store's rows go first
+                    points = [p for p in points if p.model_id != value]
+                    steps.pop(value, None)
+                    cleared.add(value)
+                else:
+                    points.extend(value[0])
+                    steps.update(value[1])
             try:
-                self._curves.write(points, steps)
+                self._curves.write(points, steps, cleared=sorted(cleared))
             except Exception:  # deliberate: a failed write loses these points, not the server
                 log.exception("writing %d curve points to the store failed", len(points))
-            if stopping:
+            if None in batch:
                 return
 
 

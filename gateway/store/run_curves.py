@@ -24,10 +24,13 @@ class RunCurves:
     def __init__(self, engine: sa.Engine):
         self._engine = engine
 
-    def write(self, points: list[StepPoints], steps: dict[str, int]) -> None:
-        """Upsert the points (a step's value replaces what was stored for it) and the runs' step
-        counts, in one transaction."""
+    def write(self, points: list[StepPoints], steps: dict[str, int], cleared: list[str] = ()) -> None:
+        """Remove the curves of the `cleared` runs, then upsert the points (a step's value replaces
+        what was stored for it) and the runs' step counts, in one transaction."""
         with self._engine.begin() as db:
+            if cleared:
+                db.execute(sa.delete(run_metrics).where(run_metrics.c.model_id.in_(cleared)))
+                db.execute(sa.delete(run_steps).where(run_steps.c.model_id.in_(cleared)))
             for point in points:
                 for name, value in point.values.items():
                     insert_or_replace(db, run_metrics, {
