@@ -56,12 +56,11 @@ async function act(description, request) {
   } catch (exc) {
     notice(`${description} failed: ${exc.message}`);
   }
-  shownCheckpoints = "";
-  await pollRun();
+  await pollRun(true);
 }
 
 function checkpointRow(c) {
-  const route = `/api/v1/training_runs/${segments(runId, c.checkpoint_id)}`;
+  const route = `/api/v1/training_runs/${segments(runId)}/checkpoints/${segments(c.checkpoint_id)}`;
   const row = el("tr", undefined, { "data-checkpoint": c.checkpoint_id });
   const name = el("th", undefined, { scope: "row" });
   name.append(el("code", c.tinker_path));
@@ -89,13 +88,15 @@ function checkpointRow(c) {
   return row;
 }
 
-async function pollRun() {
+// `force`: after an action, the table is redrawn even with the focus in it
+async function pollRun(force = false) {
   const answer = await api(`/console/api/runs/${encodeURIComponent(runId)}`);
   facts(answer.run);
   const table = document.getElementById("checkpoints");
   const listed = JSON.stringify(answer.checkpoints);
   // the table is left alone while it is unchanged or a TTL is being typed into it
-  if (listed !== shownCheckpoints && !table.contains(document.activeElement?.closest("form"))) {
+  const typing = table.contains(document.activeElement?.closest("form"));
+  if (force || (listed !== shownCheckpoints && !typing)) {
     table.querySelector("tbody").replaceChildren(...answer.checkpoints.map(checkpointRow));
     shownCheckpoints = listed;
   }
