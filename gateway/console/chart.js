@@ -19,7 +19,8 @@ function label(value) {
 }
 
 // Replace the contents of `figure`'s <svg> with the curve of `points` ([x, y|null] sorted by x)
-export function drawLine(figure, points, { title, xName = "step" } = {}) {
+// (`fromZero`: the y axis starts at 0, for rates)
+export function drawLine(figure, points, { title, xName = "step", fromZero = false } = {}) {
   const chart = figure.querySelector("svg");
   chart.replaceChildren();
   chart.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
@@ -34,6 +35,7 @@ export function drawLine(figure, points, { title, xName = "step" } = {}) {
   const xs = points.map(([x]) => x), ys = known.map(([, y]) => y);
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (fromZero) y0 = Math.min(0, y0);
   if (x0 === x1) { x0 -= 1; x1 += 1; }
   if (y0 === y1) { const pad = Math.abs(y0) * 0.1 || 1; y0 -= pad; y1 += pad; }
   const px = (x) => LEFT + ((x - x0) / (x1 - x0)) * (WIDTH - LEFT - RIGHT);

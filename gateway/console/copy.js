@@ -9,10 +9,9 @@ export function copyButton(path) {
       await navigator.clipboard.writeText(path);
       button.textContent = "Copied";
     } catch {
-      // a page served over plain http to another machine has no clipboard API: select the path instead
-      const code = button.closest("tr")?.querySelector("code");
-      if (code) getSelection().selectAllChildren(code);
-      button.textContent = "Selected: press Ctrl+C";
+      // a page served over plain http to another machine has no clipboard API: the path is
+      // offered selected, to copy by hand
+      prompt("Copy the checkpoint's path:", path);
     }
     setTimeout(() => { button.textContent = "Copy path"; }, 2000);
   });

@@ -63,7 +63,7 @@ function checkpointRow(c) {
   const route = `/api/v1/training_runs/${segments(runId)}/checkpoints/${segments(c.checkpoint_id)}`;
   const row = el("tr", undefined, { "data-checkpoint": c.checkpoint_id });
   const name = el("th", undefined, { scope: "row" });
-  name.append(el("code", c.tinker_path));
+  name.append(el("code", c.checkpoint_id, { title: c.tinker_path }));
   const actions = el("td", undefined, { class: "actions" });
   const publish = el("button", c.public ? "Unpublish" : "Publish", { type: "button", "aria-label": `${c.public ? "Unpublish" : "Publish"} ${c.checkpoint_id}` });
   publish.addEventListener("click", () => act(publish.textContent, () =>
@@ -83,8 +83,8 @@ function checkpointRow(c) {
     if (confirm(`Delete ${c.tinker_path}? Its files are removed.`)) act("Deleting", () => api(route, { method: "DELETE" }));
   });
   actions.append(copyButton(c.tinker_path), publish, ttlForm, remove);
-  row.append(name, el("td", c.checkpoint_type), el("td", bytes(c.size_bytes), { class: "num" }), el("td", when(c.time)),
-    el("td", c.expires_at ? when(c.expires_at) : "never"), el("td", c.public ? "yes" : "no"), actions);
+  row.append(name, el("td", c.checkpoint_type), el("td", bytes(c.size_bytes), { class: "num" }), el("td", when(c.time), { class: "when" }),
+    el("td", c.expires_at ? when(c.expires_at) : "never", { class: "when" }), el("td", c.public ? "yes" : "no"), actions);
   return row;
 }
 

@@ -13,8 +13,8 @@ async function showRuns() {
     const row = el("tr", undefined, { "data-run-id": run.training_run_id });
     const name = el("th", undefined, { scope: "row" });
     name.append(el("a", run.training_run_id, { href: `/console/run?id=${encodeURIComponent(run.training_run_id)}` }));
-    row.append(name, el("td", run.base_model), el("td", run.lora_rank, { class: "num" }), el("td", when(run.created)),
-      el("td", when(run.last_request_time)), el("td", run.steps_done, { class: "num steps" }),
+    row.append(name, el("td", run.base_model), el("td", run.lora_rank, { class: "num" }), el("td", when(run.created), { class: "when" }),
+      el("td", when(run.last_request_time), { class: "when" }), el("td", run.steps_done, { class: "num steps" }),
       el("td", run.state, { class: `state ${run.state.replaceAll(" ", "-")}` }));
     return row;
   }));
@@ -36,7 +36,7 @@ async function showPublished() {
     const actions = el("td");
     actions.append(copyButton(c.tinker_path));
     row.append(path, el("td", c.checkpoint_type), el("td", c.base_model), el("td", bytes(c.size_bytes), { class: "num" }),
-      el("td", when(c.time)), actions);
+      el("td", when(c.time), { class: "when" }), actions);
     return row;
   }));
   document.getElementById("published-empty").hidden = answer.checkpoints.length > 0;

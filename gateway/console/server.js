@@ -12,6 +12,10 @@ function facts(id, items) {
     ...items.flatMap(([term, value]) => [el("dt", term), el("dd", value, { "data-fact": term })]));
 }
 
+function rate(value) {
+  return value === null ? "measuring…" : Math.round(value).toLocaleString();
+}
+
 function seconds(value) {
   return value === null ? "—" : `${(value * 1000).toFixed(1)} ms`;
 }
@@ -33,14 +37,14 @@ async function poll() {
   previous = now;
   facts("training", [
     ["Queued operations", t.queued_ops], ["Models loaded", t.models_loaded],
-    ["Tokens/s", trainRate === null ? "measuring…" : number(trainRate, 3)],
+    ["Tokens/s", rate(trainRate)],
     ["Ticks", t.ticks], ["Mean tokens per tick", number(t.tick_tokens.mean, 3)],
     ["Mean adapters per tick", number(t.tick_adapters.mean, 3)], ["Mean queue wait", seconds(t.queue_wait_s.mean)],
     ["Mean tick compute", seconds(t.compute_s.mean)], ["Operations ok / failed", `${t.ops_ok} / ${t.ops_failed}`],
     ["Tokens trained", t.tokens],
   ]);
   facts("sampling", [
-    ["Requests in flight", s.in_flight], ["Tokens/s", sampleRate === null ? "measuring…" : number(sampleRate, 3)],
+    ["Requests in flight", s.in_flight], ["Tokens/s", rate(sampleRate)],
     ["Adapters loaded", s.adapters_resident], ["Requests ok / failed", `${s.requests_ok} / ${s.requests_failed}`],
     ["Tokens generated", s.tokens_generated],
   ]);
@@ -55,8 +59,8 @@ async function poll() {
       ...[e.queue_depth, e.requests_done, e.tokens_generated, e.adapters_resident, e.restarts].map((v) => el("td", v, { class: "num" })));
     return row;
   }));
-  drawLine(document.getElementById("train-rate"), rates.train, { title: "training tokens/s", xName: "seconds" });
-  drawLine(document.getElementById("sample-rate"), rates.sample, { title: "sampling tokens/s", xName: "seconds" });
+  drawLine(document.getElementById("train-rate"), rates.train, { title: "training tokens/s", xName: "seconds", fromZero: true });
+  drawLine(document.getElementById("sample-rate"), rates.sample, { title: "sampling tokens/s", xName: "seconds", fromZero: true });
 }
 
 signIn(() => every(2000, poll));
