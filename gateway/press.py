@@ -318,5 +318,8 @@ class Press:
             self.futures.fail(op.request_id, message, category)
             return
         if self.curves is not None:
-            self.curves.record(op.model_id, op.command, result)
+            try:
+                self.curves.record(op.model_id, op.command, result)
+            except Exception:  # deliberate: a curve that cannot be recorded loses its point, not the result
+                log.exception("recording the curve of %s seq %d failed", op.model_id, op.seq_id)
         self.futures.resolve(op.request_id, payload)

@@ -28,13 +28,20 @@ MAX_PUBLISHED = 100
 RunId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-async def _run_json(service: Service, run: TrainingRunRow, steps_done: int) -> dict:
+async def _runs_json(service: Service, runs: list[TrainingRunRow]) -> list[dict]:
+    """The runs as the console shows them (two queries for the page, whatever its size)."""
+    steps = await service.run_curves.steps_done([run.model_id for run in runs])
+    ended = await service.store.finished_sessions(sorted({run.session_id for run in runs}))
+    return [_run_json(run, steps.get(run.model_id, 0), _state(service, run, ended)) for run in runs]
+
+
+def _state(service: Service, run: TrainingRunRow, ended_sessions: set[str]) -> str:
     if service.press.has_model(run.model_id):
-        state = "loaded"
-    elif await service.store.session_finished(run.session_id):
-        state = "session ended"
-    else:
-        state = "unloaded"
+        return "loaded"
+    return "session ended" if run.session_id in ended_sessions else "unloaded"
+
+
+def _run_json(run: TrainingRunRow, steps_done: int, state: str) -> dict:
     return {
         "training_run_id": run.model_id,
         "session_id": run.session_id,
@@ -60,9 +67,8 @@ async def runs(
     limit: Annotated[int, Query(ge=1, le=MAX_INT64)] = 50, offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> dict:
     rows, total = await service.store.training_runs(owner, min(limit, MAX_RUNS_PAGE), offset)
-    steps = await service.run_curves.steps_done([run.model_id for run in rows])
     return {
-        "runs": [await _run_json(service, run, steps.get(run.model_id, 0)) for run in rows],
+        "runs": await _runs_json(service, rows),
         "cursor": {"offset": offset, "limit": min(limit, MAX_RUNS_PAGE), "total_count": total},
     }
 
@@ -70,9 +76,8 @@ async def runs(
 @router.get("/runs/{run_id}")
 async def run(run_id: RunId, service: ServiceDep, owner: OwnerDep) -> dict:
     row = await service.owned_run(owner, run_id)
-    steps = await service.run_curves.steps_done([row.model_id])
     return {
-        "run": await _run_json(service, row, steps.get(row.model_id, 0)),
+        "run": (await _runs_json(service, [row]))[0],
         "checkpoints": [checkpoint_json(c) for c in await service.checkpoints_of_run(row.model_id)],
     }
 
@@ -113,4 +118,5 @@ async def published(
 
 @router.get("/server")
 async def server(service: ServiceDep, owner: OwnerDep) -> dict:
+    """For signed-in users, like every console page (the figures hold no user's data)."""
     return server_figures(service, await asyncio.to_thread(store_sizes, service.engine))

@@ -63,6 +63,14 @@ class MetadataStore:
         with self._engine.connect() as db:
             return bool(db.scalar(sa.select(sessions.c.finished).where(sessions.c.session_id == session_id)))
 
+    def finished_sessions(self, session_ids: list[str]) -> set[str]:
+        """Those of the sessions that have finished."""
+        if not session_ids:
+            return set()
+        query = sa.select(sessions.c.session_id).where(sessions.c.session_id.in_(session_ids), sessions.c.finished)
+        with self._engine.connect() as db:
+            return set(db.scalars(query))
+
     def silent_sessions(self, heard_before: str) -> list[str]:
         """Sessions not finished whose last heartbeat is older than `heard_before` (now_iso format)."""
         query = sa.select(sessions.c.session_id).where(
