@@ -107,14 +107,19 @@ def test_checkpoint_actions_on_the_page_are_those_of_the_rest_api(console, ann, 
     assert listed.public and listed.expires_at is not None
 
 
-def test_another_users_key_sees_none_of_it(console, ann):
+def test_another_users_key_sees_none_of_it(console, ann, anvil_server):
+    """...but what Ann published, listed apart as others' checkpoints."""
     trainer = ann.create_lora_training_client(base_model=TINY, rank=4, seed=5).result()
     _train(trainer, 1)
     trainer.save_state("browser-private").result()
+    shared = trainer.save_weights_for_sampler("browser-shared").result().path
+    tinker.RestClient(base_url=anvil_server.base_url, api_key=ANN).publish_checkpoint_from_tinker_path(shared).result()
     console.open("/console")
     console.sign_in(BOB)
     console.wait(lambda d: console.driver.find_element(By.ID, "runs-empty").is_displayed())
     assert console.driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr") == []
+    console.wait(lambda d: shared in console.texts("#published tbody th"))
+    assert not [path for path in console.texts("#published tbody th") if "browser-private" in path]
     console.open(f"/console/run?id={trainer.model_id}")
     notice = console.wait(lambda d: d.find_element(By.ID, "notice").text)
     assert "not found" in notice
