@@ -63,6 +63,14 @@ class MetadataStore:
         with self._engine.connect() as db:
             return bool(db.scalar(sa.select(sessions.c.finished).where(sessions.c.session_id == session_id)))
 
+    def finished_sessions(self, session_ids: list[str]) -> set[str]:
+        """Those of the sessions that have finished."""
+        if not session_ids:
+            return set()
+        query = sa.select(sessions.c.session_id).where(sessions.c.session_id.in_(session_ids), sessions.c.finished)
+        with self._engine.connect() as db:
+            return set(db.scalars(query))
+
     def silent_sessions(self, heard_before: str) -> list[str]:
         """Sessions not finished whose last heartbeat is older than `heard_before` (now_iso format)."""
         query = sa.select(sessions.c.session_id).where(
@@ -154,6 +162,24 @@ class MetadataStore:
                 values = dict(row._mapping)
                 base_model, run_owner = values.pop("run_base_model"), values.pop("run_owner")
                 listed.append((CheckpointRow(**values), base_model, run_owner))
+        return listed
+
+    def published_by_others(self, owner: str, limit: int) -> list[tuple[CheckpointRow, str]]:
+        """(checkpoint, its base model) for the checkpoints other users published, newest first."""
+        joined = checkpoints.join(training_runs, checkpoints.c.model_id == training_runs.c.model_id)
+        query = (
+            sa.select(checkpoints, training_runs.c.base_model.label("run_base_model"))
+            .select_from(joined)
+            .where(checkpoints.c.public, training_runs.c.owner != owner)
+            .order_by(checkpoints.c.created.desc())
+            .limit(limit)
+        )
+        listed = []
+        with self._engine.connect() as db:
+            for row in db.execute(query):
+                values = dict(row._mapping)
+                base_model = values.pop("run_base_model")
+                listed.append((CheckpointRow(**values), base_model))
         return listed
 
     def delete_checkpoint(self, model_id: str, checkpoint_id: str, folder: str | None = None) -> None:
