@@ -11,7 +11,7 @@ import tinker
 from tinker import types
 
 from gateway.local_server import AnvilServer
-from gateway.routes.console_pages import ASSETS
+from gateway.routes.console_pages import PAGES, STATIC
 from sdk_helpers import TINY, sft_datum
 
 ANN, BOB = "tml-console-ann", "tml-console-bob"
@@ -147,7 +147,7 @@ def test_pages_and_assets_come_from_the_package_and_name_nothing_elsewhere(anvil
         assert "default-src 'self'" in response.headers["content-security-policy"]
         for asset in re.findall(r'(?:src|href)="(/console/static/[^"]+)"', response.text):
             assert httpx.get(anvil_server.base_url + asset).status_code == 200, asset
-    files = sorted(ASSETS.iterdir())
+    files = sorted(PAGES.iterdir()) + sorted(STATIC.iterdir())
     assert {f.suffix for f in files} == {".html", ".js", ".css"}
     for path in files:
         # the SVG namespace is a name, not a fetch
@@ -155,4 +155,4 @@ def test_pages_and_assets_come_from_the_package_and_name_nothing_elsewhere(anvil
         assert not outside, (path.name, outside)
     for path in (f for f in files if f.suffix == ".js"):
         for imported in re.findall(r'from "\./([^"]+)"', path.read_text()):
-            assert (ASSETS / imported).is_file(), (path.name, imported)
+            assert (STATIC / imported).is_file(), (path.name, imported)
