@@ -148,11 +148,21 @@ class MetadataStore:
     def checkpoints_readable_by(self, owner: str, kind: str, limit: int) -> list[tuple[CheckpointRow, str, str]]:
         """(checkpoint, its base model, its owner) for the `kind` checkpoints of `owner` and the
         published ones of everybody, newest first."""
+        readable = sa.and_(checkpoints.c.kind == kind, sa.or_(training_runs.c.owner == owner, checkpoints.c.public))
+        return self._checkpoints_with_runs(readable, limit)
+
+    def published_by_others(self, owner: str, limit: int) -> list[tuple[CheckpointRow, str]]:
+        """(checkpoint, its base model) for the checkpoints other users published, newest first."""
+        published = sa.and_(checkpoints.c.public, training_runs.c.owner != owner)
+        return [(row, base_model) for row, base_model, _ in self._checkpoints_with_runs(published, limit)]
+
+    def _checkpoints_with_runs(self, where, limit: int) -> list[tuple[CheckpointRow, str, str]]:
+        """(checkpoint, its run's base model, its run's owner) where `where` holds, newest first."""
         joined = checkpoints.join(training_runs, checkpoints.c.model_id == training_runs.c.model_id)
         query = (
             sa.select(checkpoints, training_runs.c.base_model.label("run_base_model"), training_runs.c.owner.label("run_owner"))
             .select_from(joined)
-            .where(checkpoints.c.kind == kind, sa.or_(training_runs.c.owner == owner, checkpoints.c.public))
+            .where(where)
             .order_by(checkpoints.c.created.desc())
             .limit(limit)
         )
@@ -162,24 +172,6 @@ class MetadataStore:
                 values = dict(row._mapping)
                 base_model, run_owner = values.pop("run_base_model"), values.pop("run_owner")
                 listed.append((CheckpointRow(**values), base_model, run_owner))
-        return listed
-
-    def published_by_others(self, owner: str, limit: int) -> list[tuple[CheckpointRow, str]]:
-        """(checkpoint, its base model) for the checkpoints other users published, newest first."""
-        joined = checkpoints.join(training_runs, checkpoints.c.model_id == training_runs.c.model_id)
-        query = (
-            sa.select(checkpoints, training_runs.c.base_model.label("run_base_model"))
-            .select_from(joined)
-            .where(checkpoints.c.public, training_runs.c.owner != owner)
-            .order_by(checkpoints.c.created.desc())
-            .limit(limit)
-        )
-        listed = []
-        with self._engine.connect() as db:
-            for row in db.execute(query):
-                values = dict(row._mapping)
-                base_model = values.pop("run_base_model")
-                listed.append((CheckpointRow(**values), base_model))
         return listed
 
     def delete_checkpoint(self, model_id: str, checkpoint_id: str, folder: str | None = None) -> None:
