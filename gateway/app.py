@@ -10,7 +10,8 @@ from gateway.checkpoint_expiry import sweep_periodically
 from gateway.errors import install_error_handlers, tinker_body
 from gateway.openai_app import create_openai_app, start_openai_app
 from gateway.request_metrics import RequestMetrics, RequestMetricsMiddleware
-from gateway.routes import futures, metrics, rest, sampling, session, training
+from gateway.routes import console_api, futures, metrics, rest, sampling, session, training
+from gateway.routes.console_pages import mount_console
 from gateway.service import Service, Settings
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,10 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="anvil", lifespan=lifespan)
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
-    for module in (session, training, sampling, futures, rest, metrics):
+    for module in (session, training, sampling, futures, rest, metrics, console_api):
         app.include_router(module.router)
     app.mount("/v1", openai_app)
+    mount_console(app)
 
     install_error_handlers(app, tinker_body)
     return app

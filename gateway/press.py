@@ -25,6 +25,7 @@ from gateway.press_metrics import PressMetrics
 from gateway.quotas import TRAIN_PIECE_TOKENS
 from gateway.tick_stats import TickStats, TickTally
 from gateway.train_pieces import merge_results, split_work
+from gateway.training_curves import CurveRecorder
 from trainer.commands import Command, CommandFailure, ForwardBackward, Unload
 from trainer.pool import TrainerPool
 
@@ -81,8 +82,9 @@ class _ModelQueue:
 
 class Press:
     def __init__(self, pool: TrainerPool, futures: FutureStore, clock: Callable[[], float] = time.monotonic,
-                 piece_tokens: int = TRAIN_PIECE_TOKENS):
+                 piece_tokens: int = TRAIN_PIECE_TOKENS, curves: CurveRecorder | None = None):
         self.pool = pool
+        self.curves = curves
         self.piece_tokens = piece_tokens
         self.futures = futures
         self.metrics = PressMetrics()
@@ -193,6 +195,8 @@ class Press:
             unloads, self._unloads = self._unloads, []
         for model_id, request_id in unloads:
             result = self.pool.run(Unload(model_id))
+            if self.curves is not None:
+                self.curves.forget(model_id)
             tally.add_barrier(0.0)
             if request_id is None:
                 continue
@@ -313,4 +317,9 @@ class Press:
             category, message = failure_of(exc)
             self.futures.fail(op.request_id, message, category)
             return
+        if self.curves is not None:
+            try:
+                self.curves.record(op.model_id, op.command, result)
+            except Exception:  # deliberate: a curve that cannot be recorded loses its point, not the result
+                log.exception("recording the curve of %s seq %d failed", op.model_id, op.seq_id)
         self.futures.resolve(op.request_id, payload)

@@ -17,12 +17,14 @@ from gateway.press import Press
 from gateway.quotas import TRAIN_PIECE_TOKENS, Limits
 from gateway.sample_scheduler import SampleScheduler
 from gateway.session_lifetimes import reap_silent_sessions
+from gateway.training_curves import CurveRecorder
 from gateway.store import (
     ApiKeys,
     CheckpointRow,
     FutureResults,
     MetadataStore,
     OffLoop,
+    RunCurves,
     TrainingRunRow,
     database_url,
     open_engine,
@@ -91,7 +93,11 @@ class Service:
             self.trainer_pool, self.fleet, self._close_backends = ray_backends(
                 settings.cluster, settings.sampling, self.registry
             )
-        self.press = Press(self.trainer_pool, self.futures, piece_tokens=settings.train_piece_tokens)
+        self.run_curves = OffLoop(RunCurves(self.engine), self._store_threads)
+        self.curves = CurveRecorder(self.run_curves.sync)
+        self.press = Press(
+            self.trainer_pool, self.futures, piece_tokens=settings.train_piece_tokens, curves=self.curves
+        )
         # sampling runs beside training, on the scheduler's own thread and event loop
         self.sampling = SampleScheduler(self.fleet, self.futures)
         self._base_models: dict[str, BaseModelInfo] = {}
@@ -110,6 +116,7 @@ class Service:
         if self._reaper is not None:
             self._reaper.cancel()
         self.press.stop()
+        self.curves.close()
         self.sampling.stop()
         self._close_backends()
         self.futures.close()

@@ -63,6 +63,14 @@ class MetadataStore:
         with self._engine.connect() as db:
             return bool(db.scalar(sa.select(sessions.c.finished).where(sessions.c.session_id == session_id)))
 
+    def finished_sessions(self, session_ids: list[str]) -> set[str]:
+        """Those of the sessions that have finished."""
+        if not session_ids:
+            return set()
+        query = sa.select(sessions.c.session_id).where(sessions.c.session_id.in_(session_ids), sessions.c.finished)
+        with self._engine.connect() as db:
+            return set(db.scalars(query))
+
     def silent_sessions(self, heard_before: str) -> list[str]:
         """Sessions not finished whose last heartbeat is older than `heard_before` (now_iso format)."""
         query = sa.select(sessions.c.session_id).where(
@@ -140,11 +148,21 @@ class MetadataStore:
     def checkpoints_readable_by(self, owner: str, kind: str, limit: int) -> list[tuple[CheckpointRow, str, str]]:
         """(checkpoint, its base model, its owner) for the `kind` checkpoints of `owner` and the
         published ones of everybody, newest first."""
+        readable = sa.and_(checkpoints.c.kind == kind, sa.or_(training_runs.c.owner == owner, checkpoints.c.public))
+        return self._checkpoints_with_runs(readable, limit)
+
+    def published_by_others(self, owner: str, limit: int) -> list[tuple[CheckpointRow, str]]:
+        """(checkpoint, its base model) for the checkpoints other users published, newest first."""
+        published = sa.and_(checkpoints.c.public, training_runs.c.owner != owner)
+        return [(row, base_model) for row, base_model, _ in self._checkpoints_with_runs(published, limit)]
+
+    def _checkpoints_with_runs(self, where, limit: int) -> list[tuple[CheckpointRow, str, str]]:
+        """(checkpoint, its run's base model, its run's owner) where `where` holds, newest first."""
         joined = checkpoints.join(training_runs, checkpoints.c.model_id == training_runs.c.model_id)
         query = (
             sa.select(checkpoints, training_runs.c.base_model.label("run_base_model"), training_runs.c.owner.label("run_owner"))
             .select_from(joined)
-            .where(checkpoints.c.kind == kind, sa.or_(training_runs.c.owner == owner, checkpoints.c.public))
+            .where(where)
             .order_by(checkpoints.c.created.desc())
             .limit(limit)
         )

@@ -86,3 +86,20 @@ api_keys = sa.Table(
     sa.Column("created", sa.String, nullable=False),
     sa.Column("revoked_at", sa.String),
 )
+
+# what each step of a training run reported (its forward_backward and optim_step metrics), for
+# the console's curves; bounded per run by gateway/training_curves.py
+run_metrics = sa.Table(
+    "run_metrics", metadata,
+    sa.Column("model_id", sa.String, primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.Float),  # NULL: the result reported NaN or an infinity
+)
+
+# optim_steps done per training run (a step may report no metric at all)
+run_steps = sa.Table(
+    "run_steps", metadata,
+    sa.Column("model_id", sa.String, primary_key=True),
+    sa.Column("steps", sa.Integer, nullable=False),
+)

@@ -341,3 +341,39 @@ def test_a_failed_piece_fails_its_request_and_frees_the_queue(pool, futures, clo
     failed = _outcome(loop, futures, big)
     assert failed["category"] == "server" and "after 1 of its 2 pieces" in failed["error"]
     assert _outcome(loop, futures, after) == {"metrics": {"grad_norm": 0.5}}
+
+
+def test_the_press_hands_settled_training_results_to_the_curves(pool, futures, clock, loop, tmp_path):
+    """What succeeded is recorded, in seq order, per model; what failed is not; a recorder that
+    breaks costs its points, not the results (nor the press)."""
+    from gateway.store import RunCurves
+    from gateway.training_curves import CurveRecorder
+
+    curves = RunCurves(open_engine(f"sqlite:///{tmp_path / 'curves.sqlite'}"))
+    recorder = CurveRecorder(curves)
+    press = Press(pool, futures, clock=clock, curves=recorder)
+    _open(press, futures, "m1", "m2")
+    pool.failures[(OptimStep, "m2")] = CommandFailure("user", "no")
+    for op in (_fb(futures, "m1", 1), _optim(futures, "m1", 2), _fb(futures, "m1", 3),
+               _fb(futures, "m2", 1), _optim(futures, "m2", 2)):
+        press.submit(op)
+    press.run_tick()
+    press.unload("m1")
+    press.run_tick()
+
+    def broken(*args):
+        raise RuntimeError("the recorder broke")
+
+    recorder.record = broken
+    _open(press, futures, "m1")
+    last = _fb(futures, "m1", 1)
+    press.submit(last)
+    press.run_tick()
+    assert _outcome(loop, futures, last) == {"loss:sum": 1.0}
+    recorder.close()
+    points = {m: {p.step: p.values for p in curves.points(m, 0, 10)} for m in ("m1", "m2")}
+    assert points == {
+        "m1": {1: {"loss:sum": 1.0, "grad_norm": 0.5}, 2: {"loss:sum": 1.0}},
+        "m2": {1: {"loss:sum": 1.0}},
+    }
+    assert curves.steps_done(["m1", "m2"]) == {"m1": 1}

@@ -22,7 +22,7 @@ from gateway.store.api_keys import key_hash
 
 ALL_TABLES = {
     "sessions", "training_runs", "checkpoints", "sampling_sessions",
-    "idempotency_keys", "futures", "users", "api_keys", "alembic_version",
+    "idempotency_keys", "futures", "users", "api_keys", "run_metrics", "run_steps", "alembic_version",
 }
 
 
@@ -50,7 +50,7 @@ def test_migrations_build_the_schema_from_nothing_and_reopen_as_is(store_url):
     engine = open_engine(store_url)
     assert set(sa.inspect(engine).get_table_names()) == ALL_TABLES
     with engine.connect() as db:
-        assert db.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
+        assert db.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0003"
     MetadataStore(engine).add_session("sess-kept", "alice", [], {})
     engine.dispose()
     reopened = open_engine(store_url)

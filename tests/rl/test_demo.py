@@ -1,6 +1,6 @@
 """The README's first command: the demo's random tiny model learns small additions from rewards.
 
-Runs the whole demo (server, SFT warm-up from a noisy teacher, 120 RL steps): about five minutes.
+Runs the whole demo (server, SFT warm-up from a noisy teacher, 160 RL steps): about eight minutes.
 """
 
 import json
@@ -22,14 +22,14 @@ def test_demo_rl_stage_learns_and_leaves_metrics_curves_and_a_wandb_run(tmp_path
     monkeypatch.setenv("WANDB_MODE", "offline")
     rl_dir = demo.main(log_dir=tmp_path / "demo")
     first, last = demo.accuracy_summary(rl_dir)
-    # the warm-up leaves answers right about one time in six; the rewards teach the rest. How far
-    # 120 steps get varies from run to run (measured: +0.51, +0.39, +0.25; docs/rl.md)
-    assert last >= 2 * first and last - first >= 0.2, (first, last)
+    # the warm-up leaves answers right about one time in six; the rewards teach the rest (four
+    # runs with `python -m bench.demo_reliability`: 0.17 → 0.96, 0.97, 0.96, 0.77; docs/rl.md)
+    assert last >= 2 * first and last - first >= 0.3, (first, last)
     rows = [json.loads(line) for line in (rl_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows] == list(range(120))
+    assert [row["step"] for row in rows] == list(range(160))
     eval_rows = [row for row in rows if "eval/accuracy" in row]
-    # the eval problems are fixed: their accuracy rises too (a CI run: 0.24 → 0.44)
-    assert len(eval_rows) == 12 and eval_rows[-1]["eval/accuracy"] >= eval_rows[0]["eval/accuracy"] + 0.15
+    # the eval problems are fixed: their accuracy rises too
+    assert len(eval_rows) == 16 and eval_rows[-1]["eval/accuracy"] >= eval_rows[0]["eval/accuracy"] + 0.3
     for stage in ("sft", "rl"):
         image = matplotlib.image.imread(tmp_path / "demo" / stage / "curves.png")
         assert image.shape[0] > 100 and float(np.var(image)) > 0, f"{stage} curves are blank"
