@@ -113,6 +113,7 @@ class SamplerFleet:
         self.config = config
         self._start_engine = start_engine or start_local_engine
         self._samplers_of = samplers_of or (lambda base_model: config.samplers)
+        self._placed = samplers_of is not None
         self.kind, self.why = choose_engine_kind(config.engine)
         self.hot_swap = config.vllm_adapters == "hot-swap" or (config.vllm_adapters == "auto" and not has_cuda())
         self._slots: dict[str, list[EngineSlot]] = {}
@@ -197,7 +198,8 @@ class SamplerFleet:
 
     def describe(self) -> str:
         """What the fleet runs and why, for the server's start-up log."""
-        what = f"{self.kind} ({self.why}); {self.config.samplers} per base model"
+        per_base = "as the placement says" if self._placed else self.config.samplers
+        what = f"{self.kind} ({self.why}); {per_base} per base model"
         if self.kind == "vllm":
             mode = "hot-swap" if self.hot_swap else f"lora, {self.config.lora_slots} slots"
             reason = "asked for" if self.config.vllm_adapters != "auto" else ("no CUDA" if self.hot_swap else "CUDA")
