@@ -129,8 +129,8 @@ class RaySamplingEngine:
     async def aclose(self) -> None:
         try:
             await asyncio.wait_for(_await(self.actor.aclose.remote()), 30)
-        except (TimeoutError, RayActorError):
-            pass  # deliberate: a dead or stuck actor is killed below all the same
+        except (TimeoutError, EngineDead):
+            pass  # deliberate: a dead, restarting or stuck actor is killed below all the same
         ray.kill(self.actor, no_restart=True)
 
 
