@@ -170,7 +170,7 @@ class RayTrainerPool:
 
     def actor_pids(self) -> dict[str, int]:
         """Each actor's name and process id (for operators and fault tests)."""
-        return {name: ray.get(actor.pid.remote(), timeout=60) for name, actor in zip(self._names, self._actors, strict=True)}
+        return {name: _pid(actor) for name, actor in zip(self._names, self._actors, strict=True)}
 
     def close(self) -> None:
         for actor in self._actors:
@@ -338,3 +338,15 @@ class RayTrainerPool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _pid(actor, attempts: int = 20) -> int:
+    """An actor's process id. Just after a restart Ray may still answer a call with "the actor was
+    restarted" (ActorUnavailableError, a passing state): asking again is safe, the call has no
+    effect."""
+    for _ in range(attempts - 1):
+        try:
+            return ray.get(actor.pid.remote(), timeout=60)
+        except ActorUnavailableError:
+            time.sleep(0.5)
+    return ray.get(actor.pid.remote(), timeout=60)
