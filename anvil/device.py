@@ -65,6 +65,12 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def distributed_backend() -> str:
+    """The torch.distributed backend for the device `pick_device` chooses: NCCL between GPUs,
+    gloo between CPU processes."""
+    return "nccl" if has_cuda() else "gloo"
+
+
 def vllm_dtype(precision: str | None = None) -> str:
     """The dtype a vLLM sampling engine serves in: the trainer's base precision (`pick_device`),
     so sampled-token logprobs stay comparable with the trainer's."""

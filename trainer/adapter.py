@@ -9,12 +9,16 @@ from anvil.types import AdamStep, LoraSpec
 from anvil.multi_lora import LoraWeights, MultiLoraLinear, new_lora_weights, target_names
 
 
+def random_seed() -> int:
+    return int.from_bytes(os.urandom(8), "little") >> 1
+
+
 class Adapter:
     def __init__(self, key: str, spec: LoraSpec, layers: dict[str, MultiLoraLinear], dtype: torch.dtype):
         self.key = key
         self.spec = spec
         targets = target_names(spec.train_attn, spec.train_mlp, spec.train_unembed)
-        seed = spec.seed if spec.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        seed = spec.seed if spec.seed is not None else random_seed()
         generator = torch.Generator().manual_seed(seed)
         # sorted paths: parameter order, and so the optimizer state layout, is reproducible
         self.weights: dict[str, LoraWeights] = {

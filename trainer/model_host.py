@@ -11,6 +11,7 @@ from trainer.length_buckets import length_buckets
 from trainer.logprobs import HeadLora, LogitsWorkspace, target_logprobs
 from anvil.device import pick_device
 from anvil.multi_lora import MultiLoraLinear, Segment, inject_multi_lora, routed
+from trainer.sharding import ShardGroup
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Row:
 
 
 class BaseModelHost:
-    def __init__(self, name: str, path: Path, precision: str | None = None):
+    def __init__(self, name: str, path: Path, precision: str | None = None, shards: ShardGroup | None = None):
         self.name = name
         self.path = path
         self.device, self.dtype = pick_device(precision)
@@ -32,6 +33,11 @@ class BaseModelHost:
         model.eval()  # no dropout: a step must be a pure function of weights and data
         self.model = model.to(self.device)
         self.routing, self.layers = inject_multi_lora(self.model)
+        # None: the whole model on this process's device; else its decoder layers sharded over a
+        # group of processes (trainer/sharding.py)
+        self.shards = shards
+        if shards is not None:
+            shards.shard(self.model)
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
         lm_head = self.model.lm_head
         if not isinstance(lm_head, MultiLoraLinear):
@@ -48,7 +54,10 @@ class BaseModelHost:
         width = max(1 if r.targets.ndim == 1 else r.targets.shape[1] for r in rows)
         hidden_parts, target_parts, loras, placed = [], [], [], []
         offset = 0
-        for bucket in length_buckets([len(r.tokens) for r in rows]):
+        lengths = [len(r.tokens) for r in rows]
+        # a sharded model runs one forward pass per call on every rank, whatever its rows' lengths
+        buckets = [list(range(len(rows)))] if self.shards is not None else length_buckets(lengths)
+        for bucket in buckets:
             group = [rows[i] for i in bucket]
             hidden_parts.append(self._hidden_states(group))
             segments = _segments(group)
@@ -77,17 +86,25 @@ class BaseModelHost:
         for i, row in enumerate(rows):
             input_ids[i, : lengths[i]] = torch.from_numpy(row.tokens)
         with routed(self.routing, _segments(rows)):
-            hidden = self.model.model(
-                # rows are padded on the right, so causal attention alone keeps every real token
-                # from seeing padding: no mask, and attention takes its causal fast path
-                input_ids=input_ids.to(self.device)
-            ).last_hidden_state
+            # rows are padded on the right, so causal attention alone keeps every real token
+            # from seeing padding: no mask, and attention takes its causal fast path
+            hidden = self.model.model(**self._inputs(input_ids.to(self.device))).last_hidden_state
         # the lm_head runs on real tokens only, as one 2-D [tokens, hidden] matrix
         hidden_NH = hidden.reshape(-1, hidden.shape[-1])
         if min(lengths) == length:
             return hidden_NH
         real = torch.arange(length).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
         return hidden_NH[real.reshape(-1).to(self.device)]
+
+    def _inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.shards is None or not torch.is_grad_enabled():
+            return {"input_ids": input_ids}
+        # Sharded, under autograd: the embeddings become a leaf that requires grad, so the
+        # backward pass runs through every decoder layer on every rank, and with it each layer's
+        # all-gather, even on a rank whose rows train no LoRA there (an lm_head-only adapter, or
+        # an empty share); otherwise the ranks' collectives would not pair up.
+        embeds = self.model.model.embed_tokens(input_ids)
+        return {"inputs_embeds": embeds.detach().requires_grad_(True)}
 
     def _head_loras(self, segments: list[Segment], starts: np.ndarray) -> list[HeadLora]:
         """The lm_head LoRA of each segment, over its rows' token span."""

@@ -5,6 +5,8 @@ press hands it a tick's worth) and runs it as mixed-adapter micro-batches over e
 Losses are sums, so splitting a tick into micro-batches and accumulating gradients is exact.
 """
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,9 @@ from anvil.types import AdamStep, ForwardBackwardResult, ForwardBackwardWork, Lo
 from losses.registry import get_loss
 from losses.types import LossSpec
 from trainer import checkpoints
-from trainer.adapter import Adapter
+from trainer.adapter import Adapter, random_seed
 from trainer.model_host import BaseModelHost, Row
+from trainer.sharding import ShardGroup
 
 # padded tokens per micro-batch; one request's data always stays in one micro-batch
 MAX_MICROBATCH_TOKENS = 16_384
@@ -31,19 +34,26 @@ class TrainedModel:
 
 
 class TrainerWorker:
-    def __init__(self, registry: BaseModelRegistry, precision: str | None = None):
+    def __init__(self, registry: BaseModelRegistry, precision: str | None = None, shards: ShardGroup | None = None):
         self.registry = registry
         # None: the process-wide choice (anvil.device)
         self.precision = precision
+        # None: this process is the whole worker; else one rank of a group that shards the base
+        # models (trainer/sharding.py) and runs every command in lockstep with the other ranks
+        self.shards = shards
         self.hosts: dict[str, BaseModelHost] = {}
         self.models: dict[str, TrainedModel] = {}
 
     def host(self, base_model: str) -> BaseModelHost:
         if base_model not in self.hosts:
-            self.hosts[base_model] = BaseModelHost(base_model, self.registry.resolve(base_model), self.precision)
+            path = self.registry.resolve(base_model)
+            self.hosts[base_model] = BaseModelHost(base_model, path, self.precision, self.shards)
         return self.hosts[base_model]
 
     def create_model(self, model_id: str, base_model: str, spec: LoraSpec) -> None:
+        if self.shards is not None and spec.seed is None:
+            # the replicas of an adapter must start equal: rank 0 draws the seed for all
+            spec = dataclasses.replace(spec, seed=self.shards.broadcast(random_seed()))
         host = self.host(base_model)
         adapter = Adapter(model_id, spec, host.layers, dtype=torch.float32)
         adapter.attach()
@@ -68,21 +78,44 @@ class TrainerWorker:
         return results  # type: ignore[return-value]
 
     def optim_step(self, model_id: str, step: AdamStep) -> dict[str, float]:
-        return self.models[model_id].adapter.optim_step(step)
+        adapter = self.models[model_id].adapter
+        if self.shards is not None:  # each rank holds the gradients of its share of the requests
+            self.shards.sum_gradients(adapter.parameters())
+        return adapter.optim_step(step)
 
     def save_state(self, model_id: str, target: Path) -> Path:
         model = self.models[model_id]
-        return checkpoints.save_training_state(model.adapter, model.base_model, target)
+        return self._write(lambda: checkpoints.save_training_state(model.adapter, model.base_model, target))
 
     def load_state(self, model_id: str, folder: Path, with_optimizer: bool) -> None:
         checkpoints.load_training_state(self.models[model_id].adapter, folder, with_optimizer)
 
     def save_sampler_weights(self, model_id: str, target: Path) -> Path:
         model = self.models[model_id]
-        return checkpoints.save_sampler_weights(model.adapter, model.base_model, target)
+        return self._write(lambda: checkpoints.save_sampler_weights(model.adapter, model.base_model, target))
+
+    def _write(self, write: Callable[[], Path]) -> Path:
+        # the replicas of a sharded worker are equal: rank 0 writes for all of them
+        return write() if self.shards is None else self.shards.on_rank0(write)
 
     def _run_microbatch(self, items: list[tuple[str, ForwardBackwardWork]]) -> list[ForwardBackwardResult]:
         host = self.models[items[0][0]].host
+        needs_grad = any(not work.forward_only for _, work in items)
+        if self.shards is None:
+            return self._run_rows(items, host, needs_grad)
+        # every rank runs its share of the micro-batch, then every rank learns every result
+        mine = self.shards.share([sum(len(d.tokens) for d in work.data) for _, work in items])
+        answers = dict(zip(mine, self._run_rows([items[i] for i in mine], host, needs_grad), strict=True))
+        merged: dict[int, ForwardBackwardResult] = {}
+        for share in self.shards.all_gather(answers):
+            merged.update(share)
+        return [merged[i] for i in range(len(items))]
+
+    def _run_rows(
+        self, items: list[tuple[str, ForwardBackwardWork]], host: BaseModelHost, needs_grad: bool
+    ) -> list[ForwardBackwardResult]:
+        """Run (a rank's share of) one micro-batch on `host`. A rank of a sharded worker whose
+        share is empty still runs the passes the other ranks run."""
         # rows grouped by adapter, each adapter's rows contiguous, as the routing requires
         order = sorted(range(len(items)), key=lambda i: items[i][0])
         rows, owners = [], []
@@ -91,22 +124,32 @@ class TrainerWorker:
             for datum in work.data:
                 rows.append(Row(model_id, datum.tokens, datum.inputs["target_tokens"]))
                 owners.append(i)
-        needs_grad = any(not work.forward_only for _, work in items)
+        if not rows:  # an empty share: one token served by the base model alone
+            rows = [Row(None, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))]  # type: ignore[arg-type]
         with torch.set_grad_enabled(needs_grad):
             row_logprobs = host.logprobs(rows)
-            per_item: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(items))}
-            for owner, lp in zip(owners, row_logprobs, strict=True):
-                per_item[owner].append(lp)
-            results, total_loss = [], None
-            for i, (_, work) in enumerate(items):
-                loss, metrics = _apply_loss(work, per_item[i], host.device)
-                results.append(
-                    ForwardBackwardResult(
-                        logprobs=[lp.detach().float().cpu().numpy() for lp in per_item[i]], metrics=metrics
+            results, total_loss, error = [], None, None
+            try:
+                per_item: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(items))}
+                for owner, lp in zip(owners, row_logprobs, strict=False):
+                    per_item[owner].append(lp)
+                for i, (_, work) in enumerate(items):
+                    loss, metrics = _apply_loss(work, per_item[i], host.device)
+                    results.append(
+                        ForwardBackwardResult(
+                            logprobs=[lp.detach().float().cpu().numpy() for lp in per_item[i]], metrics=metrics
+                        )
                     )
-                )
-                if not work.forward_only:
-                    total_loss = loss if total_loss is None else total_loss + loss
+                    if not work.forward_only:
+                        total_loss = loss if total_loss is None else total_loss + loss
+            except Exception as exc:  # deliberate: the other ranks must hear of it before backward
+                error = exc
+            if self.shards is not None:
+                self.shards.agree(error)
+                if needs_grad and total_loss is None:
+                    total_loss = row_logprobs[0].sum() * 0.0  # the backward pass the others run too
+            elif error is not None:
+                raise error
             if total_loss is not None:
                 total_loss.backward()
         return results
