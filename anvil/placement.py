@@ -7,6 +7,7 @@ gets; base models it does not name share the `default` group. For example:
     base_models:
       anvil/tiny-qwen3: {trainers: 1, samplers: 2}
       Qwen/Qwen3-8B: {trainers: 2, samplers: 4}
+      Qwen/Qwen3-32B: {trainers: 1, samplers: 2, shards: 4}   # one trainer worker over 4 actors
 
 A bad file stops the server at start with pydantic's message, which names the field.
 """
@@ -23,6 +24,10 @@ class GroupPlacement(BaseModel):
 
     trainers: int = Field(1, ge=1, le=1024, description="trainer worker actors of this group")
     samplers: int = Field(1, ge=1, le=1024, description="sampler engine actors of this group")
+    shards: int = Field(
+        1, ge=1, le=1024,
+        description="actors each trainer worker spans, its base model's decoder layers sharded over them (FSDP2)",
+    )
 
 
 class Placement(BaseModel):

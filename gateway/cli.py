@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     cluster.add_argument("--trainer-gpus", type=_gpus, default=0.0, metavar="N", help="GPUs each trainer actor reserves (default 0)")
     cluster.add_argument("--sampler-gpus", type=_gpus, default=0.0, metavar="N", help="GPUs each sampler actor reserves (default 0)")
     cluster.add_argument(
+        "--trainer-shards", type=_positive, default=None, metavar="N",
+        help="actors each trainer worker spans, the base model's decoder layers sharded over them with FSDP2, for "
+        "a base model that does not fit one device (default 1; per base model: `shards` in --placement)",
+    )
+    cluster.add_argument(
         "--placement", type=Path, metavar="FILE",
         help="YAML or JSON: per base model, how many trainer workers and sampler engines (default: one trainer "
         "worker for all base models, --samplers engines each)",
@@ -159,7 +164,8 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def _cluster_settings(args: argparse.Namespace, parser: argparse.ArgumentParser):
     """The Ray settings of --cluster and its flags; None without --cluster (no Ray at all)."""
     cluster_only = [flag for flag, given in (("--trainer-gpus", args.trainer_gpus), ("--sampler-gpus", args.sampler_gpus),
-                                             ("--placement", args.placement)) if given]
+                                             ("--trainer-shards", args.trainer_shards), ("--placement", args.placement))
+                    if given]
     if args.cluster is None:
         if cluster_only:
             parser.error(f"{', '.join(cluster_only)} need --cluster")
@@ -169,11 +175,13 @@ def _cluster_settings(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
     if args.cluster not in ("ray", "auto") and not args.cluster.startswith("ray://"):
         parser.error(f"--cluster must be ray, auto or ray://HOST:PORT, got {args.cluster!r}")
+    if args.placement is not None and args.trainer_shards is not None:
+        parser.error("--trainer-shards: with --placement, give each group's `shards` in the placement file")
     try:
         placement = (
             load_placement(args.placement)
             if args.placement is not None
-            else Placement(default=GroupPlacement(trainers=1, samplers=args.samplers))
+            else Placement(default=GroupPlacement(trainers=1, samplers=args.samplers, shards=args.trainer_shards or 1))
         )
     except PlacementError as exc:
         parser.error(str(exc))

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -30,12 +31,14 @@ def postgres_cluster():
 
 
 def _cluster_args(data_dir) -> list[str]:
-    """ANVIL_TEST_CLUSTER=ray: the shared servers run on a local Ray runtime, one trainer actor and
-    two sampler actors per base model (tests/integration/test_ray_cluster.py runs suites so)."""
+    """ANVIL_TEST_CLUSTER=ray: the shared servers run on a local Ray runtime, one trainer worker and
+    two sampler actors per base model, the trainer worker spanning ANVIL_TEST_TRAINER_SHARDS actors
+    (default 1; tests/integration/test_ray_cluster.py runs suites so)."""
     if os.environ.get("ANVIL_TEST_CLUSTER") != "ray":
         return []
+    shards = int(os.environ.get("ANVIL_TEST_TRAINER_SHARDS", "1"))
     placement = data_dir / "placement.json"
-    placement.write_text('{"default": {"trainers": 1, "samplers": 2}}')
+    placement.write_text(json.dumps({"default": {"trainers": 1, "samplers": 2, "shards": shards}}))
     return ["--cluster", "ray", "--placement", str(placement)]
 
 

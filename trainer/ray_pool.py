@@ -1,13 +1,14 @@
-"""The trainer pool on a Ray cluster: one actor per trainer worker, each base model on its own.
+"""The trainer pool on a Ray cluster: trainer workers as actors, each base model on its own.
 
-Every actor wraps a `TrainerWorker` behind `InProcessTrainerPool`, so commands and results cross
-the process boundary as the plain data of trainer/commands.py. A model lives on one actor, chosen
-when it is created (its base model's group in the placement, the actor holding fewest models); a
-forward_backward batch that mixes actors is split by actor, run concurrently and answered in the
-original order.
+A trainer worker (trainer/ray_worker.py) is one actor, or several when its placement group shards
+the base model (`shards`, FSDP2); each wraps a `TrainerWorker` behind `InProcessTrainerPool`, so
+commands and results cross the process boundary as the plain data of trainer/commands.py. A
+model lives on one worker, chosen when it is created (its base model's group in the placement, the
+worker holding fewest models); a forward_backward batch that mixes workers is split by worker, run
+concurrently and answered in the original order.
 
-Faults. Ray restarts a dead actor (anvil/ray_cluster.py: max_restarts), empty. The pool then
-restores each model the actor held from what it last recorded for that model: the training
+Faults. Ray restarts a dead actor (anvil/ray_cluster.py: max_restarts), empty (all ranks of a
+sharded worker together). The pool then restores each model the worker held from what it last recorded for that model: the training
 checkpoint of its last save_state, load_state or creation from a checkpoint.
 - Exact restore (nothing changed since that checkpoint, no gradients pending): the command that
   met the death is retried, and nobody notices more than the delay.
@@ -20,18 +21,14 @@ Commands that need no prior state (create, create from a checkpoint, unload) are
 """
 
 import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import RayActorError
 
 from anvil.base_models import BaseModelRegistry
 from anvil.placement import Placement
-from anvil.ray_cluster import actor_options
 from anvil.types import ForwardBackwardResult
 from trainer import checkpoints
 from trainer.commands import (
@@ -48,49 +45,10 @@ from trainer.commands import (
     Unload,
     UnloadResult,
 )
-from trainer.pool import InProcessTrainerPool, _as_failure
-from trainer.worker import TrainerWorker
+from trainer.pool import _as_failure
+from trainer.ray_worker import RayTrainerWorker, WorkerDied, first_line
 
 log = logging.getLogger(__name__)
-
-# seconds a command may wait for its actor (a restarting actor included) before it fails
-ACTOR_TIMEOUT_S = 3600.0
-# seconds Ray gets to bring a dead actor back before its models are reported lost
-RESTART_WAIT_S = 300.0
-
-
-class TrainerActor:
-    """The process of one trainer worker (a Ray actor).
-
-    A restarted actor holds no models; until the pool has rebuilt them (`acknowledge_restart`)
-    it answers every command with `ActorRestarted`, so a restart that no command saw happen is
-    noticed all the same, before any command runs against a model that is not there."""
-
-    def __init__(self, registry: BaseModelRegistry, precision: str | None):
-        self.pool = InProcessTrainerPool(TrainerWorker(registry, precision))
-        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
-
-    def forward_backward(self, commands: list[ForwardBackward]) -> list:
-        return ActorRestarted() if self.restarted else self.pool.forward_backward(commands)
-
-    def run(self, command: BarrierCommand):
-        return ActorRestarted() if self.restarted else self.pool.run(command)
-
-    def acknowledge_restart(self) -> None:
-        self.restarted = False
-
-    def pid(self) -> int:
-        return os.getpid()
-
-
-@dataclass(frozen=True)
-class ActorRestarted:
-    """The answer of a restarted actor whose models were not rebuilt yet."""
-
-
-class WorkerDied(Exception):
-    pass
-
 
 @dataclass
 class _Placed:
@@ -112,10 +70,9 @@ class RayTrainerPool:
                  precision: str | None = None):
         self.registry = registry
         self.placement = placement
-        self._remote = ray.remote(TrainerActor).options(**actor_options(gpus))
+        self.gpus = gpus
         self.precision = precision
-        self._actors: list = []
-        self._names: list[str] = []
+        self._workers: list[RayTrainerWorker] = []
         self._groups: dict[str | None, list[int]] = {}
         self._models: dict[str, _Placed] = {}
         # models the pool could not rebuild, and why
@@ -135,11 +92,11 @@ class RayTrainerPool:
             else:
                 by_actor.setdefault(self._models[command.model_id].actor, []).append(i)
         # every actor's share is sent before any answer is awaited: they run concurrently
-        pending = {a: self._actors[a].forward_backward.remote([commands[i] for i in idx]) for a, idx in by_actor.items()}
+        pending = {a: self._workers[a].submit("forward_backward", [commands[i] for i in idx]) for a, idx in by_actor.items()}
         for a, idx in by_actor.items():
             share = [commands[i] for i in idx]
             try:
-                answers = self._get(pending[a])
+                answers = self._workers[a].answer(pending[a])
             except WorkerDied as exc:
                 answers = self._after_death(a, str(exc), share)
             for i, command, answer in zip(idx, share, answers, strict=True):
@@ -169,22 +126,25 @@ class RayTrainerPool:
         return None if placed is None else placed.actor
 
     def actor_pids(self) -> dict[str, int]:
-        """Each actor's name and process id (for operators and fault tests)."""
-        return {name: _pid(actor) for name, actor in zip(self._names, self._actors, strict=True)}
+        """Each actor's name and process id (for operators and fault tests): one per trainer
+        worker, one per rank of a sharded one."""
+        return {name: pid for worker in self._workers for name, pid in worker.pids().items()}
 
     def close(self) -> None:
-        for actor in self._actors:
-            ray.kill(actor, no_restart=True)
-        self._actors.clear()
+        for worker in self._workers:
+            worker.kill()
+        self._workers.clear()
 
     def _actor_for(self, base_model: str) -> int:
         group = self.placement.group_of(base_model)
         if group not in self._groups:  # a group's actors start on its first model
             indexes = []
-            for n in range(self.placement.of(group).trainers):
-                indexes.append(len(self._actors))
-                self._names.append(f"trainer:{group or 'default'}#{n}")
-                self._actors.append(self._remote.remote(self.registry, self.precision))
+            settings = self.placement.of(group)
+            for n in range(settings.trainers):
+                indexes.append(len(self._workers))
+                self._workers.append(RayTrainerWorker(
+                    f"trainer:{group or 'default'}#{n}", self.registry, self.precision, self.gpus, settings.shards
+                ))
             self._groups[group] = indexes
         load = {a: 0 for a in self._groups[group]}
         for placed in self._models.values():
@@ -242,27 +202,16 @@ class RayTrainerPool:
 
     # faults
 
-    @staticmethod
-    def _get(ref):
-        """The answer behind `ref`; WorkerDied when its actor died or restarted meanwhile."""
-        try:
-            answer = ray.get(ref, timeout=ACTOR_TIMEOUT_S)
-        except RayActorError as exc:
-            raise WorkerDied(_first_line(exc)) from None
-        if isinstance(answer, ActorRestarted):
-            raise WorkerDied("it was restarted since its last command")
-        return answer
-
     def _call(self, actor: int, command: BarrierCommand) -> BarrierResult | CommandFailure:
         try:
-            return self._get(self._actors[actor].run.remote(command))
+            return self._workers[actor].call("run", command)
         except WorkerDied as exc:
             return self._after_death(actor, str(exc), [command])[0]
 
     def _after_death(self, actor: int, cause: str, commands: list) -> list:
         """Answers for `commands`, which were running on `actor` when it died: rebuild its models
         on the restarted actor, then retry what is safe to retry."""
-        what = f"trainer worker {self._names[actor]} died ({cause})"
+        what = f"trainer worker {self._workers[actor].name} died ({cause})"
         log.error("%s while running %d command(s); restoring its models", what, len(commands))
         exact = self._restore(actor, what)
         answers = []
@@ -280,10 +229,10 @@ class RayTrainerPool:
         """Rebuild the models `actor` held; returns those restored exactly."""
         exact = set()
         try:
-            self._wait_for_restart(actor)
+            self._workers[actor].recover()
         except RayActorError as gone:
             for model_id in [m for m, p in self._models.items() if p.actor == actor]:
-                self._lose(model_id, f"{what}; it did not come back ({_first_line(gone)}), so model {model_id} "
+                self._lose(model_id, f"{what}; it did not come back ({first_line(gone)}), so model {model_id} "
                            "is lost: create it again from a checkpoint")
             return exact
         for model_id, placed in [(m, p) for m, p in self._models.items() if p.actor == actor]:
@@ -293,7 +242,7 @@ class RayTrainerPool:
                 continue
             folder, with_optimizer = placed.restore_from
             try:
-                result = self._get(self._actors[actor].run.remote(CreateModelFromState(model_id, folder, with_optimizer)))
+                result = self._workers[actor].call("run", CreateModelFromState(model_id, folder, with_optimizer))
             except WorkerDied as again:
                 result = CommandFailure("server", f"the restarted worker died too ({again})")
             if isinstance(result, CommandFailure):
@@ -310,17 +259,6 @@ class RayTrainerPool:
                 placed.changed, placed.grads = False, False
         return exact
 
-    def _wait_for_restart(self, actor: int) -> None:
-        """Until Ray has restarted `actor` (raises ActorDiedError when it will not)."""
-        deadline = time.monotonic() + RESTART_WAIT_S
-        while True:
-            try:
-                return ray.get(self._actors[actor].acknowledge_restart.remote(), timeout=RESTART_WAIT_S)
-            except ActorUnavailableError:  # still restarting
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-
     def _lose(self, model_id: str, why: str) -> None:
         log.error("%s", why)
         self._models.pop(model_id, None)
@@ -329,24 +267,7 @@ class RayTrainerPool:
     def _retry(self, actor: int, command, what: str):
         try:
             if isinstance(command, ForwardBackward):
-                return self._get(self._actors[actor].forward_backward.remote([command]))[0]
-            return self._get(self._actors[actor].run.remote(command))
+                return self._workers[actor].call("forward_backward", [command])[0]
+            return self._workers[actor].call("run", command)
         except WorkerDied as again:
             return CommandFailure("server", f"{what}, and again on the retry ({again})")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def _pid(actor, attempts: int = 20) -> int:
-    """An actor's process id. Just after a restart Ray may still answer a call with "the actor was
-    restarted" (ActorUnavailableError, a passing state): asking again is safe, the call has no
-    effect."""
-    for _ in range(attempts - 1):
-        try:
-            return ray.get(actor.pid.remote(), timeout=60)
-        except ActorUnavailableError:
-            time.sleep(0.5)
-    return ray.get(actor.pid.remote(), timeout=60)

@@ -169,20 +169,34 @@ def test_a_model_never_saved_is_reported_lost_when_its_actor_dies(ray_server):
     assert fresh.forward_backward(data, "cross_entropy").result().metrics["loss:sum"] > 0
 
 
-def test_the_integration_suite_and_the_rl_example_pass_through_a_ray_cluster(tmp_path):
-    """1 trainer actor and 2 sampler actors of the configured engine (tests/conftest.py:
-    ANVIL_TEST_CLUSTER=ray), the test files unchanged."""
-    env = {**os.environ, "ANVIL_TEST_CLUSTER": "ray", "PYTHONPATH": str(ROOT)}
+def _run_suite(files: list[str], basetemp: Path, **env_vars: str) -> None:
+    """Run test files unchanged against servers on a local Ray runtime (tests/conftest.py:
+    ANVIL_TEST_CLUSTER=ray); every collected test must pass."""
+    env = {**os.environ, "ANVIL_TEST_CLUSTER": "ray", "PYTHONPATH": str(ROOT), **env_vars}
 
     def pytest_run(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess, str]:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, *SUITE],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, *files],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
         )
         return done, (done.stdout.strip().splitlines() or [""])[-1]
 
     _, collected = pytest_run("--collect-only", timeout=300)
     expected = int(re.match(r"(\d+) tests? collected", collected).group(1))
-    done, summary = pytest_run("--basetemp", str(tmp_path / "run"), timeout=1500)
+    done, summary = pytest_run("--basetemp", str(basetemp), timeout=1500)
     assert done.returncode == 0, f"{summary}\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
     assert re.match(rf"{expected} passed in ", summary), f"{expected} collected, but: {summary}"
+
+
+def test_the_integration_suite_and_the_rl_example_pass_through_a_ray_cluster(tmp_path):
+    """1 trainer actor and 2 sampler actors of the configured engine, the test files unchanged."""
+    _run_suite(SUITE, tmp_path / "run")
+
+
+def test_training_and_the_rl_example_pass_through_a_trainer_sharded_over_two_actors(tmp_path):
+    """The trainer worker spans two actors, FSDP2 sharding the base model's decoder layers over
+    them (gloo here): training, checkpoints, every loss and the RL example, the files unchanged."""
+    files = [f for f in SUITE if "sampling" not in f and "engine_crash" not in f]
+    _run_suite(files, tmp_path / "run", ANVIL_TEST_TRAINER_SHARDS="2")
+    logs = " ".join(log.read_text() for log in (tmp_path / "run").glob("*/server.log"))
+    assert "trainer worker trainer:default#0: 2 actors shard its base models (FSDP2)" in logs

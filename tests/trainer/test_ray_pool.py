@@ -1,5 +1,6 @@
 """The Ray trainer pool: each base model on its own actor, answers equal to the in-process pool's,
-and a killed actor's models restored from their last save (or reported lost), never silently wrong."""
+a trainer worker sharded over two actors (FSDP2) answering as one process does, and a killed
+actor's models restored from their last save (or reported lost), never silently wrong."""
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_a_killed_actor_restores_its_models_from_their_last_save(ray_runtime, tw
         saved_logprobs = _logprobs(local, "saved")
         _train(pool, ["saved"], 1)  # a step after the save: it is lost with the actor
         pid = pool.actor_pids()["trainer:default#0"]
-        ray.kill(pool._actors[0], no_restart=False)
+        ray.kill(pool._workers[0].ranks[0], no_restart=False)
 
         # restored exactly (unchanged since its save): the command is retried and answers as before
         (clean,) = pool.forward_backward([_fb("clean", forward_only=True)])
@@ -134,5 +135,47 @@ def test_a_killed_actor_restores_its_models_from_their_last_save(ray_runtime, tw
         assert "create it again from a checkpoint" in lost.message
         assert pool.run(CreateModelFromState("unsaved", str(tmp_path / f"{id(local)}-saved" / "v000001"), True)) == CreateResult("unsaved")
         np.testing.assert_array_equal(_logprobs(pool, "unsaved"), saved_logprobs)
+    finally:
+        pool.close()
+
+
+def test_a_worker_sharded_over_two_actors_matches_the_in_process_pool_and_survives_a_rank_death(
+    ray_runtime, two_models, tmp_path
+):
+    from trainer.ray_pool import RayTrainerPool
+
+    placement = Placement(base_models={TINY: GroupPlacement(shards=2), OTHER: GroupPlacement()})
+    pool = RayTrainerPool(two_models, placement)
+    local = InProcessTrainerPool(TrainerWorker(two_models))
+    try:
+        models = {"a": TINY, "b": OTHER, "c": TINY}
+        for model_id, base in models.items():
+            create = CreateModel(model_id, base, LoraSpec(rank=4, seed=ord(model_id)))
+            assert pool.run(create) == local.run(create) == CreateResult(model_id)
+        pids = pool.actor_pids()
+        assert set(pids) == {"trainer:anvil/tiny-qwen3#0/rank0", "trainer:anvil/tiny-qwen3#0/rank1", "trainer:test/qwen3-4x#0"}
+        assert len(set(pids.values())) == 3, pids
+
+        # the sharded worker's answers equal the single process's (sums in another order: to rounding)
+        np.testing.assert_allclose(_train(pool, list(models), 3), _train(local, list(models), 3), rtol=1e-5)
+        for model_id in models:
+            np.testing.assert_allclose(_logprobs(pool, model_id), _logprobs(local, model_id), rtol=1e-5, atol=1e-5)
+
+        # rank 1 dies: both ranks restart and form a new group; the saved model is restored exactly
+        for p in (pool, local):
+            assert not isinstance(p.run(SaveState("a", str(tmp_path / f"{id(p)}-a"))), CommandFailure)
+        ray.kill(pool._workers[0].ranks[1], no_restart=False)
+        (a,) = pool.forward_backward([_fb("a", forward_only=True)])
+        assert isinstance(a, ForwardBackwardResult), a
+        np.testing.assert_allclose(a.logprobs[0], _logprobs(local, "a"), rtol=1e-5, atol=1e-5)
+        after = pool.actor_pids()
+        assert after["trainer:anvil/tiny-qwen3#0/rank0"] != pids["trainer:anvil/tiny-qwen3#0/rank0"]
+        assert after["trainer:anvil/tiny-qwen3#0/rank1"] != pids["trainer:anvil/tiny-qwen3#0/rank1"]
+        assert after["trainer:test/qwen3-4x#0"] == pids["trainer:test/qwen3-4x#0"], "the other worker was not touched"
+
+        # the never-saved model of the sharded worker is lost; the other worker's model trains on
+        (c,) = pool.forward_backward([_fb("c")])
+        assert isinstance(c, CommandFailure) and "never saved" in c.message
+        np.testing.assert_allclose(_train(pool, ["a", "b"], 1), _train(local, ["a", "b"], 1), rtol=1e-5)
     finally:
         pool.close()
