@@ -89,6 +89,21 @@ def vllm_kv_cache_bytes() -> int | None:
     return None if has_cuda() else CPU_KV_CACHE_BYTES
 
 
+def vllm_cpu_threads_bind(workers: int) -> str | None:
+    """On a CPU, how the `workers` worker processes of one vLLM engine (tensor x data parallel)
+    split this process's cores, as vLLM's VLLM_CPU_OMP_THREADS_BIND reads it ("0-3|4-7"): its
+    own binding wants a NUMA node per worker, which one socket does not have. None on a GPU or for
+    a single worker (vLLM binds that one itself)."""
+    if has_cuda() or workers <= 1:
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < workers:
+        raise ValueError(f"a vLLM engine of {workers} CPU workers needs {workers} cores; this process may use {len(cores)}")
+    per_worker = len(cores) // workers
+    groups = [cores[i * per_worker : (i + 1) * per_worker] for i in range(workers)]
+    return "|".join(",".join(str(core) for core in group) for group in groups)
+
+
 def vllm_enforce_eager() -> bool:
     """Whether a vLLM engine skips graph compilation: on a CPU, torch.compile adds start time and
     LoRA mode disables it anyway; on a GPU, CUDA graphs pay for their capture."""

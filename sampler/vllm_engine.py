@@ -38,7 +38,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from anvil.device import vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
+from anvil.device import vllm_cpu_threads_bind, vllm_dtype, vllm_enforce_eager, vllm_kv_cache_bytes
 from anvil.peft_format import CONFIG_FILE, KEY_PREFIX, WEIGHTS_FILE, write_peft_adapter
 from anvil.types import AdapterRef, SampleDelta, SampledSequence, SampleResult, SampleWork, TopLogprobs
 from sampler.engine import EngineDead, EngineStats, RequestCounts, SampleRejected
@@ -54,6 +54,9 @@ from vllm.exceptions import VLLMClientError
 from vllm.v1.engine.exceptions import EngineDeadError
 
 log = logging.getLogger(__name__)
+
+# how vLLM-CPU's worker processes bind their threads, when the operator chose (else anvil/device.py)
+_OPERATOR_THREADS_BIND = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
 
 WORKER_EXTENSION = "sampler.vllm_worker.AnvilWorkerExtension"
 # adapter versions whose facts and LoRA ids are remembered; the oldest is forgotten first (it then
@@ -142,6 +145,11 @@ class VllmSamplingEngine:
         # a self-hosted service does not report usage to vLLM's servers
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         kv_cache_bytes = vllm_kv_cache_bytes() if gpu_memory_utilization is None else None
+        if _OPERATOR_THREADS_BIND is None:
+            # vLLM's worker processes read it when they start; every engine sets its own, since an
+            # earlier engine's binding names another number of workers. "auto": vLLM's default
+            threads_bind = vllm_cpu_threads_bind(tensor_parallel_size * data_parallel_size)
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = threads_bind or "auto"
         # one more slot (and cache entry) than asked for: the base model's zero adapter's
         lora_args = (
             dict(

@@ -1,7 +1,8 @@
 """`anvil serve --cluster ray`: trainer workers and sampler engines as Ray actors on this machine.
 
-The SDK's integration tests run unchanged through it; two base models train concurrently on their
-own trainer actors with the in-process server's results; killed actors are restarted, their
+The SDK's integration tests run unchanged through it (and through a trainer worker sharded over
+two actors); two different base models train concurrently on their own trainer actors with the
+in-process server's results; killed actors are restarted, their
 requests end with clear errors or succeed on retry, and training resumes from the last checkpoint.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import psutil
 import pytest
 import tinker
+from model_folders import build_4x_folder
 from sdk_helpers import ALIAS_MODEL, API_KEY, SAMPLER_ENGINE, TINY, sft_datum
 from tinker import types
 
@@ -30,6 +32,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAM = types.AdamParams(learning_rate=1e-2)
+# a second base model of its own weights and shape (a shrunk Qwen3 with the real tokenizer)
+OTHER = "test/qwen3-4x"
 # what the suite run checks through a Ray-mode server: training, sampling, checkpoints, losses,
 # the RL example, and (where the engine is vLLM: its processes to kill) an engine crash
 SUITE = [
@@ -44,19 +48,34 @@ if choose_engine_kind(SAMPLER_ENGINE)[0] == "vllm":
 
 
 @pytest.fixture(scope="module")
-def ray_server(tmp_path_factory):
+def other_model(tmp_path_factory) -> Path:
+    return build_4x_folder(tmp_path_factory.mktemp("other-model") / "qwen3-4x")
+
+
+@pytest.fixture(scope="module")
+def ray_server(tmp_path_factory, other_model):
     """One Ray runtime for the module: a trainer actor per base model, two torch sampler actors."""
     data_dir = tmp_path_factory.mktemp("anvil-ray")
     placement = data_dir / "placement.yaml"
     placement.write_text(
         f"default: {{trainers: 1, samplers: 2}}\nbase_models:\n  {TINY}: {{trainers: 1, samplers: 2}}\n"
-        f"  {ALIAS_MODEL}: {{trainers: 1, samplers: 1}}\n"
+        f"  {ALIAS_MODEL}: {{trainers: 1, samplers: 1}}\n  {OTHER}: {{trainers: 1, samplers: 1}}\n"
     )
     server = AnvilServer(
         data_dir,
-        extra_models={ALIAS_MODEL: tiny_model_folder(data_dir)},
+        extra_models={ALIAS_MODEL: tiny_model_folder(data_dir), OTHER: other_model},
         args=["--cluster", "ray", "--placement", str(placement), "--sampler-engine", "torch", "--precision", "fp32"],
     )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def in_process_server(tmp_path_factory, other_model):
+    """The same base models served the embedded way: no Ray, one process tree."""
+    data_dir = tmp_path_factory.mktemp("anvil-in-process")
+    server = AnvilServer(data_dir, extra_models={OTHER: other_model},
+                         args=["--sampler-engine", "torch", "--precision", "fp32"])
     yield server
     server.stop()
 
@@ -89,16 +108,17 @@ def _train(service: tinker.ServiceClient, base_model: str, steps: int = 3) -> tu
     return losses, logprobs
 
 
-def test_two_base_models_train_concurrently_on_their_own_actors_as_in_process(ray_server, anvil_server):
+def test_two_base_models_train_concurrently_on_their_own_actors_as_in_process(ray_server, in_process_server):
     # two users, one per base model, at the same time
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         runs = {
             base: pool.submit(_train, _client(ray_server, key), base)
-            for base, key in ((TINY, "tml-ray-user-a"), (ALIAS_MODEL, "tml-ray-user-b"))
+            for base, key in ((TINY, "tml-ray-user-a"), (OTHER, "tml-ray-user-b"))
         }
         on_ray = {base: run.result(timeout=600) for base, run in runs.items()}
     assert len(_actors(ray_server, "TrainerActor")) == 2, "each base model has its own trainer actor"
-    in_process = _client(anvil_server)
+    assert on_ray[TINY][0] != on_ray[OTHER][0], "two different models"
+    in_process = _client(in_process_server)
     for base, (losses, logprobs) in on_ray.items():
         expected_losses, expected_logprobs = _train(in_process, base)
         assert losses == expected_losses, base

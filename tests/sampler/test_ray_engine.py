@@ -63,3 +63,21 @@ def test_a_killed_engine_actor_is_engine_dead(loop, ray_engine, tiny_model):
     with pytest.raises(EngineDead, match="sampler actor.*(died|restarted)"):
         loop.run(engine.sample(SampleWork(prompt=PROMPT, max_tokens=2), None))
     loop.run(engine.aclose())
+
+
+def test_a_vllm_engine_actor_runs_tensor_parallel_over_two_workers(loop, ray_engine, torch_engine, adapters, tiny_model):
+    """`--vllm-tensor-parallel 2` on a cluster: vLLM's two workers inside the engine's actor."""
+    from sampler.ray_engine import RaySamplingEngine
+
+    options = {"lora_slots": 2, "hot_swap": False, "tensor_parallel_size": 2}
+    engine = loop.run(RaySamplingEngine.start("vllm", TINY_QWEN3_NAME, tiny_model, 0.0, options))
+    try:
+        adapter = adapters.make("ray-tp", seed=6)
+        work = SampleWork(prompt=PROMPT, max_tokens=12, temperature=0.0, stop_tokens=(), prompt_logprobs=True)
+        there = loop.run(engine.sample(work, adapter))
+        here = loop.run(torch_engine.sample(work, adapter))
+        assert _tokens(there) == _tokens(here)
+        np.testing.assert_allclose(there.sequences[0].logprobs, here.sequences[0].logprobs, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(there.prompt_logprobs[1:], here.prompt_logprobs[1:], atol=1e-4, rtol=0)
+    finally:
+        loop.run(engine.aclose())
