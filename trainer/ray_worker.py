@@ -18,7 +18,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from anvil.base_models import BaseModelRegistry
 from anvil.ray_cluster import actor_options
-from trainer.commands import BarrierCommand, ForwardBackward
+from trainer.commands import BarrierCommand, CommandFailure, ForwardBackward
 from trainer.pool import InProcessTrainerPool
 from trainer.sharding import ShardGroup, rendezvous_address
 from trainer.worker import TrainerWorker
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # seconds a command may wait for its worker (a restarting one included) before it fails
 ACTOR_TIMEOUT_S = 3600.0
+# seconds the other ranks of a sharded worker get to answer once one rank has failed
+RANK_STRAGGLE_S = 120.0
 # seconds Ray gets to bring a dead actor back before its models are reported lost
 RESTART_WAIT_S = 300.0
 
@@ -88,12 +90,20 @@ class RayTrainerWorker:
     def answer(self, refs: list):
         """Rank 0's answer to a call; WorkerDied as soon as any rank died or restarted meanwhile
         (the other ranks' answers are then never waited for: they may be stuck in a collective
-        with the dead rank)."""
+        with the dead rank).
+
+        The ranks of a sharded worker fail alike (trainer/sharding.py shares a failure before the
+        next collective). A rank that failed alone broke the lockstep: the others may wait in a
+        collective it never entered, so they get RANK_STRAGGLE_S to answer, and answers that
+        disagree count as the worker's death (its ranks are restarted and its models restored)."""
         pending, answers = list(refs), {}
         deadline = time.monotonic() + ACTOR_TIMEOUT_S
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             if not done:
+                if answers:
+                    raise WorkerDied(f"{_failure_of(answers) or 'a rank answered'}, and ranks "
+                                     f"{sorted(set(range(len(refs))) - set(answers))} did not within {RANK_STRAGGLE_S:.0f} s")
                 raise WorkerDied(f"no answer within {ACTOR_TIMEOUT_S:.0f} s")
             ref = done[0]
             try:
@@ -103,6 +113,10 @@ class RayTrainerWorker:
             if isinstance(answer, ActorRestarted):
                 raise WorkerDied("it was restarted since its last command")
             answers[refs.index(ref)] = answer
+            if _failed(answer):
+                deadline = min(deadline, time.monotonic() + RANK_STRAGGLE_S)
+        if len({_failed(a) for a in answers.values()}) > 1:
+            raise WorkerDied(f"its ranks disagreed ({_failure_of(answers)})")
         return answers[0]
 
     def call(self, method: str, *args):
@@ -141,6 +155,20 @@ class RayTrainerWorker:
         ray.get([rank.join.remote(init_method) for rank in self.ranks], timeout=RESTART_WAIT_S)
         log.info("trainer worker %s: %d actors shard its base models (FSDP2), process group at %s",
                  self.name, len(self.ranks), init_method)
+
+
+def _failed(answer) -> bool:
+    items = answer if isinstance(answer, list) else [answer]
+    return any(isinstance(item, CommandFailure) for item in items)
+
+
+def _failure_of(answers: dict[int, object]) -> str | None:
+    """The first failure among the ranks' answers, named by rank."""
+    for rank, answer in sorted(answers.items()):
+        for item in answer if isinstance(answer, list) else [answer]:
+            if isinstance(item, CommandFailure):
+                return f"rank {rank}: {item.message}"
+    return None
 
 
 def first_line(exc: BaseException) -> str:

@@ -179,3 +179,34 @@ def test_a_worker_sharded_over_two_actors_matches_the_in_process_pool_and_surviv
         np.testing.assert_allclose(_train(pool, ["a", "b"], 1), _train(local, ["a", "b"], 1), rtol=1e-5)
     finally:
         pool.close()
+
+
+def test_ranks_that_fail_alone_or_disagree_count_as_the_workers_death(ray_runtime, monkeypatch):
+    """The lockstep guard of a sharded worker (trainer/ray_worker.py), on stand-in ranks."""
+    from trainer import ray_worker
+    from trainer.ray_worker import RayTrainerWorker, WorkerDied
+
+    @ray.remote(num_cpus=0)
+    class Rank:
+        def __init__(self, answer, delay_s: float):
+            self.answer, self.delay_s = answer, delay_s
+
+        def run(self, _command):
+            import time
+
+            time.sleep(self.delay_s)
+            return self.answer
+
+    def worker(*ranks) -> RayTrainerWorker:
+        stand_in = object.__new__(RayTrainerWorker)
+        stand_in.name, stand_in.ranks = "trainer:test#0", [Rank.remote(*rank) for rank in ranks]
+        return stand_in
+
+    failure = CommandFailure("server", "out of memory")
+    monkeypatch.setattr(ray_worker, "RANK_STRAGGLE_S", 2.0)
+    assert worker(("ok", 0), ("ok", 0.5)).call("run", None) == "ok"
+    assert worker((failure, 0), (failure, 0.5)).call("run", None) == failure, "failing alike is an answer"
+    with pytest.raises(WorkerDied, match=r"rank 1: out of memory, and ranks \[0\] did not within 2 s"):
+        worker(("ok", 30), (failure, 0)).call("run", None)
+    with pytest.raises(WorkerDied, match="its ranks disagreed \\(rank 0: out of memory\\)"):
+        worker(([failure], 0), (["ok"], 0.5)).call("run", None)
