@@ -103,7 +103,7 @@ class BaseModelHost:
         # backward pass runs through every decoder layer on every rank, and with it each layer's
         # all-gather, even on a rank whose rows train no LoRA there (an lm_head-only adapter, or
         # an empty share); otherwise the ranks' collectives would not pair up.
-        embeds = self.model.model.embed_tokens(input_ids)
+        embeds = self.model.get_input_embeddings()(input_ids)
         return {"inputs_embeds": embeds.detach().requires_grad_(True)}
 
     def _head_loras(self, segments: list[Segment], starts: np.ndarray) -> list[HeadLora]:
