@@ -71,7 +71,12 @@ def lm_head_adapter(adapters) -> AdapterRef:
 )
 def test_greedy_tokens_and_logprobs_match_torch(request, loop, torch_engine, lm_head_adapter, engine_name, with_adapter):
     engine = request.getfixturevalue(engine_name)
-    adapter = lm_head_adapter if with_adapter else None
+    assert_greedy_matches_torch(loop, engine, torch_engine, lm_head_adapter if with_adapter else None)
+
+
+def assert_greedy_matches_torch(loop, engine, torch_engine, adapter: AdapterRef | None) -> None:
+    """Greedy tokens, sampled and prompt logprobs and the top-5 prompt logprobs of `engine` are
+    the torch reference's; an adapter changes the tokens."""
     work = greedy(prompt_logprobs=True, topk_prompt_logprobs=5)
     got = loop.run(engine.sample(work, adapter))
     want = loop.run(torch_engine.sample(work, adapter))
@@ -82,7 +87,7 @@ def test_greedy_tokens_and_logprobs_match_torch(request, loop, torch_engine, lm_
     assert got.topk_prompt_ids.shape == (len(PROMPT), 5)
     np.testing.assert_array_equal(got.topk_prompt_ids, want.topk_prompt_ids)
     np.testing.assert_allclose(got.topk_prompt_logprobs, want.topk_prompt_logprobs, atol=LOGPROB_ATOL, rtol=0)
-    if with_adapter:
+    if adapter is not None:
         base = loop.run(engine.sample(work, None))
         assert base.sequences[0].tokens != got.sequences[0].tokens  # the adapter matters
 

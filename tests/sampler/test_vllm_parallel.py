@@ -2,9 +2,8 @@
 (LoRA mode) and data parallel over 2 engine cores (hot-swap mode) sample as the torch reference
 does, base model and adapter alike (anvil/device.py splits the cores between the workers)."""
 
-import numpy as np
 import pytest
-from test_vllm_engine import ALL_TARGETS, LOGPROB_ATOL, PROMPT, assert_same_sampling, greedy
+from test_vllm_engine import ALL_TARGETS, PROMPT, assert_greedy_matches_torch, assert_same_sampling, greedy
 
 from anvil.device import vllm_cpu_threads_bind
 from anvil.tiny_qwen3 import TINY_QWEN3_NAME
@@ -41,15 +40,7 @@ def parallel_adapter(adapters):
 @pytest.mark.parametrize("with_adapter", [False, True], ids=["base", "adapter"])
 def test_a_parallel_engine_samples_as_the_torch_reference(request, loop, torch_engine, parallel_adapter, engine_name, with_adapter):
     engine = request.getfixturevalue(engine_name)
-    adapter = parallel_adapter if with_adapter else None
-    work = greedy(prompt_logprobs=True, topk_prompt_logprobs=5)
-    got = loop.run(engine.sample(work, adapter))
-    want = loop.run(torch_engine.sample(work, adapter))
-    assert_same_sampling(got, want)
-    np.testing.assert_allclose(got.prompt_logprobs[1:], want.prompt_logprobs[1:], atol=LOGPROB_ATOL, rtol=0)
-    np.testing.assert_array_equal(got.topk_prompt_ids, want.topk_prompt_ids)
-    if with_adapter:
-        assert loop.run(engine.sample(work, None)).sequences[0].tokens != got.sequences[0].tokens
+    assert_greedy_matches_torch(loop, engine, torch_engine, parallel_adapter if with_adapter else None)
 
 
 def test_concurrent_requests_on_both_data_parallel_cores_answer_as_alone(loop, data_parallel_engine, torch_engine, parallel_adapter):
